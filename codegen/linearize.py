@@ -1,0 +1,124 @@
+"""Linearizer: place every kernel node in the innermost loop it depends on, then order each loop body.
+
+The result is a tree of Blocks (a loop and its body); renderers walk it in order. Reduces become
+DEFINE_ACC (before the loop), ACCUMULATE (in the innermost reduce loop) and the REDUCE itself (after the loop).
+"""
+from __future__ import annotations
+import heapq
+from dataclasses import dataclass, field
+from tinygrad.uop import UOp, Ops
+
+@dataclass(eq=False)
+class Block:
+  rng: UOp | None                        # the RANGE this block loops over; None for the function body
+  items: list = field(default_factory=list)   # UOps and nested Blocks, in execution order
+
+INLINE = {Ops.CONST, Ops.RANGE, Ops.LANE, Ops.DEFINE_GLOBAL, Ops.SINK, Ops.VECTORIZE}
+
+def linearize(sink: UOp, thread_range: UOp | None = None) -> Block:
+  nodes = sink.toposort()
+  order = {u: i for i, u in enumerate(nodes)}
+  parent: dict[UOp, UOp | None] = {}
+  glob = sorted((u for u in nodes if u.op is Ops.RANGE and u.arg.kind == "global"), key=lambda r: r.arg.id)
+  if thread_range is not None: glob = [thread_range] + [g for g in glob if g is not thread_range]
+  for p, g in zip([None] + glob, glob): parent[g] = p
+  depth_cache: dict = {None: 0}
+  def depth(r):
+    if r not in depth_cache: depth_cache[r] = depth(parent[r]) + 1
+    return depth_cache[r]
+  def deepest(rs) -> UOp | None: return max((r for r in rs if r.op is Ops.RANGE), key=depth, default=None)
+
+  reduces = [u for u in nodes if u.op is Ops.REDUCE]
+  place: dict[UOp, UOp | None] = {}
+  accs: dict[UOp, tuple[UOp, UOp]] = {}
+  for red in reversed(reduces):  # an outer reduce is nested before the reduces inside it
+    place[red] = p = deepest(red.ranges)
+    for loop in (s for s in red.src[1:] if s.op is Ops.RANGE): parent[loop], p = p, loop
+    acc = UOp(Ops.DEFINE_ACC, red.src[0].dtype, (), red)  # a vector when the reduced loop's lanes are reduced too
+    accs[red] = (acc, UOp(Ops.ACCUMULATE, acc.dtype, (acc, red.src[0]), red))
+    place[acc], place[accs[red][1]] = place[red], p
+
+  blocks: dict[UOp | None, Block] = {None: Block(None)}
+  def block(r: UOp | None) -> Block:
+    if r not in blocks: blocks[r] = Block(r)
+    return blocks[r]
+  members: dict[Block, list] = {}
+  def add(item, r):
+    members.setdefault(block(r), []).append(item)
+  entries = []
+  for u in nodes:
+    if u.op in INLINE: continue
+    if u.op is Ops.REDUCE:
+      acc, accum = accs[u]
+      entries += [(acc, place[acc]), (accum, place[accum]), (u, place[u])]
+      order[acc], order[accum] = order[u] - 0.6, order[u] - 0.5
+    else: entries.append((u, deepest(u.ranges)))
+  where: dict[UOp, UOp | None] = {}
+  for u, r in entries:
+    where[u] = r
+    add(u, r)
+  # every loop is an item of its parent's block
+  for r in list(blocks):
+    while r is not None:
+      b = block(r)
+      pb = block(parent[r])
+      if b not in members.setdefault(pb, []): members[pb].append(b)
+      r = parent[r]
+
+  def chain(r):
+    out = []
+    while r is not None: out.append(r); r = parent[r]
+    return out
+  def deps(u: UOp) -> list[UOp]:
+    if u.op is Ops.REDUCE: return [accs[u][1]]
+    if u.op is Ops.ACCUMULATE: return [u.src[0], u.src[1]]
+    return [s for s in u.src if s.op not in INLINE]
+
+  def order_block(b: Block) -> None:
+    items = members.get(b, [])
+    item_of: dict[UOp, object] = {}
+    first: dict[object, float] = {}
+    for it in items:
+      for u in _all_nodes(it, members):
+        item_of[u] = it
+        first[it] = min(first.get(it, 1e18), order[u])
+    indeg = {it: 0 for it in items}
+    users: dict = {it: [] for it in items}
+    for it in items:
+      needed = set()
+      for u in _all_nodes(it, members):
+        for s in deps(u):
+          if (o := item_of.get(s)) is not None and o is not it: needed.add(o)
+      for o in needed: users[o].append(it); indeg[it] += 1
+    heap = [(first[it], i, it) for i, it in enumerate(items) if indeg[it] == 0]
+    heapq.heapify(heap)
+    idx = {it: i for i, it in enumerate(items)}
+    out = []
+    while heap:
+      _, _, it = heapq.heappop(heap)
+      out.append(it)
+      for v in users[it]:
+        indeg[v] -= 1
+        if indeg[v] == 0: heapq.heappush(heap, (first[v], idx[v], v))
+    assert len(out) == len(items), "linearize: dependency cycle"
+    b.items = out
+    for it in out:
+      if isinstance(it, Block): order_block(it)
+  order_block(blocks[None])
+  return blocks[None]
+
+def _all_nodes(it, members) -> list[UOp]:
+  if isinstance(it, UOp): return [it]
+  return [u for x in members.get(it, []) for u in _all_nodes(x, members)]
+
+def listing(b: Block, indent: int = 0) -> str:
+  """The linearized program as text (DEBUG=6)."""
+  lines = []
+  for it in b.items:
+    if isinstance(it, Block):
+      lines.append(" " * indent + f"RANGE {it.rng.arg.id} [0, {it.rng.arg.end}) {it.rng.arg.kind}")
+      lines.append(listing(it, indent + 2))
+      lines.append(" " * indent + f"ENDRANGE {it.rng.arg.id}")
+    else:
+      lines.append(" " * indent + f"{it.op.name:<12} {it.dtype!s:<24} {it.arg if it.op not in (Ops.DEFINE_ACC, Ops.ACCUMULATE) else it.arg.arg}")
+  return "\n".join(lines)

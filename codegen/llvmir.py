@@ -1,0 +1,312 @@
+"""LLVM IR renderer: a linearized kernel (Block tree) -> LLVM IR text with opaque pointers and explicit vector types.
+
+Accumulators live in allocas (mem2reg turns them into phis); loops are rendered with a phi counter.
+Float semantics follow numpy: no fast-math flags except `reassoc` on the final horizontal sum of a vector accumulator,
+NaN-propagating llvm.maximum, ordered/unordered compares as numpy's <, !=.
+"""
+from __future__ import annotations
+import math, struct
+from tinygrad.uop import UOp, Ops
+from tinygrad.dtype import DType, dtypes
+from codegen.linearize import Block
+from codegen.lower import reduce_identity
+
+SCALAR = {dtypes.bool: "i1", dtypes.int8: "i8", dtypes.uint8: "i8", dtypes.int16: "i16", dtypes.uint16: "i16",
+          dtypes.int32: "i32", dtypes.uint32: "i32", dtypes.int64: "i64", dtypes.uint64: "i64", dtypes.float16: "half",
+          dtypes.bfloat16: "bfloat", dtypes.float32: "float", dtypes.float64: "double"}
+MANGLE = {"half": "f16", "bfloat": "bf16", "float": "f32", "double": "f64"}
+
+def ltype(dt: DType, mem: bool = False) -> str:
+  s = "i8" if mem and dt.scalar == dtypes.bool else SCALAR[dt.scalar]
+  return s if dt.count == 1 else f"<{dt.count} x {s}>"
+
+def mangle(dt: DType) -> str:
+  s = SCALAR[dt.scalar]
+  s = MANGLE.get(s, s)
+  return s if dt.count == 1 else f"v{dt.count}{s}"
+
+def const_literal(val, dt: DType) -> str:
+  dt = dt.scalar
+  if dt == dtypes.bool: return "true" if val else "false"
+  if dtypes.is_int(dt): return str(int(val))
+  if dt == dtypes.float16: return "0xH%04X" % struct.unpack("<H", struct.pack("<e", val))[0]
+  if dt == dtypes.bfloat16: return "0xR%04X" % (struct.unpack("<I", struct.pack("<f", val))[0] >> 16)
+  if dt == dtypes.float32: val = struct.unpack("<f", struct.pack("<f", val))[0] if math.isfinite(val) else val
+  return "0x%016X" % struct.unpack("<Q", struct.pack("<d", val))[0]
+
+class LLVMRenderer:
+  def __init__(self, vector_bits: int = 512): self.vector_bits = vector_bits
+
+  def render(self, name: str, prog: Block, params: list[UOp], thread_range: UOp | None) -> str:
+    self.lines: list[str] = []
+    self.decls: set[str] = set()
+    self.names: dict[UOp, str] = {}
+    self.acc_of: dict[UOp, str] = {}
+    self.n = 0
+    self.allocas: list[str] = []
+    self.cur_block = "body"
+    self.thread_range = thread_range
+    for p in params: self.names[p] = f"%data{p.arg.index}"
+    self.block(prog)
+    args = ", ".join(f"ptr noalias align 16 %data{p.arg.index}" for p in params) + ", i64 %start, i64 %end"
+    body = "\n".join(["entry:"] + self.allocas + ["  br label %body", "body:"] + self.lines + ["  ret void"])
+    attrs = f'attributes #0 = {{ nounwind "min-legal-vector-width"="{self.vector_bits}" "prefer-vector-width"="{self.vector_bits}" }}'
+    return "\n".join(sorted(self.decls)) + f"\n\ndefine void @{name}({args}) #0 {{\n{body}\n}}\n{attrs}\n"
+
+  def tmp(self) -> str:
+    self.n += 1
+    return f"%v{self.n}"
+  def emit(self, s: str) -> None: self.lines.append("  " + s)
+  def declare(self, ret: str, fn: str, args: list[str]) -> str:
+    self.decls.add(f"declare {ret} @{fn}({', '.join(args)})")
+    return f"@{fn}"
+
+  # ---- values
+  def val(self, u: UOp, as_dtype: DType | None = None) -> str:
+    """The operand for u; a scalar is broadcast when a vector of as_dtype is wanted."""
+    if u.op is Ops.CONST: s = const_literal(u.arg, u.dtype)
+    elif u.op is Ops.VECTORIZE: return f"splat ({ltype(u.dtype.scalar)} {self.val(u.src[0])})" if as_dtype is None or as_dtype.count > 1 else self.val(u.src[0])
+    elif u.op is Ops.LANE: s = "<" + ", ".join(f"i64 {i}" for i in range(u.arg)) + ">"
+    else: s = self.names[u]
+    if as_dtype is not None and as_dtype.count > 1 and u.dtype.count == 1 and u.op is not Ops.LANE:
+      return f"splat ({ltype(u.dtype)} {s})" if u.op is Ops.CONST else self.val_broadcast(s, u.dtype, as_dtype.count)
+    return s
+
+  def block(self, b: Block) -> None:
+    for it in b.items:
+      if isinstance(it, Block): self.loop(it)
+      else: self.node(it)
+
+  def loop(self, b: Block) -> None:
+    r = b.rng
+    i = r.arg.id
+    start, end = ("%start", "%end") if r is self.thread_range else ("0", str(r.arg.end))
+    pre, hdr, ext = self.cur_block, f"loop{i}", f"exit{i}"
+    if r is self.thread_range:  # an empty [start, end) must not run the body once
+      guard = self.tmp()
+      self.emit(f"{guard} = icmp slt i64 %start, %end")
+      self.emit(f"br i1 {guard}, label %{hdr}, label %{ext}")
+    else: self.emit(f"br label %{hdr}")
+    self.lines.append(f"{hdr}:")
+    name = f"%r{i}"
+    self.names[r] = name
+    phi_at = len(self.lines)
+    self.lines.append("")  # the phi, filled in once the latch is known
+    self.cur_block = hdr
+    self.block(b)
+    nxt, cond = self.tmp(), self.tmp()
+    self.emit(f"{nxt} = add nuw nsw i64 {name}, 1")
+    self.emit(f"{cond} = icmp slt i64 {nxt}, {end}")
+    self.emit(f"br i1 {cond}, label %{hdr}, label %{ext}")
+    self.lines[phi_at] = f"  {name} = phi i64 [{start}, %{pre}], [{nxt}, %{self.cur_block}]"
+    self.lines.append(f"{ext}:")
+    self.cur_block = ext
+
+  def gep(self, buf: UOp, idx: str, idx_dtype: DType) -> str:
+    p = self.tmp()
+    self.emit(f"{p} = getelementptr inbounds {ltype(buf.dtype, mem=True)}, ptr {self.val(buf)}, {ltype(idx_dtype)} {idx}")
+    return p
+
+  def node(self, u: UOp) -> None:
+    op = u.op
+    if op is Ops.LOAD: self.names[u] = self.load(u)
+    elif op is Ops.STORE: self.store(u)
+    elif op is Ops.DEFINE_ACC:
+      red = u.arg
+      a = f"%acc{len(self.allocas)}"
+      self.allocas.append(f"  {a} = alloca {ltype(u.dtype)}, align 64")
+      self.names[u] = self.acc_of[red] = a
+      ident = reduce_identity(red.arg, u.dtype.scalar)
+      self.emit(f"store {ltype(u.dtype)} {self.val(UOp.const(u.dtype, ident))}, ptr {a}")
+    elif op is Ops.ACCUMULATE:
+      acc, v = u.src
+      cur = self.tmp()
+      self.emit(f"{cur} = load {ltype(acc.dtype)}, ptr {self.names[acc]}")
+      new = self.binary(u.arg.arg, acc.dtype, cur, self.val(v, acc.dtype), acc.dtype)
+      self.emit(f"store {ltype(acc.dtype)} {new}, ptr {self.names[acc]}")
+    elif op is Ops.REDUCE:
+      acc = self.acc_of[u]
+      adt = u.src[0].dtype
+      cur = self.tmp()
+      self.emit(f"{cur} = load {ltype(adt)}, ptr {acc}")
+      self.names[u] = self.horizontal(u.arg, adt, cur) if adt.count > u.dtype.count else cur
+    else: self.names[u] = self.alu(u)
+
+  def load(self, u: UOp) -> str:
+    buf, idx = u.src
+    mt, out = ltype(u.dtype, mem=True), self.tmp()
+    if idx.dtype.count == 1:  # scalar, or a contiguous vector at a scalar base
+      p = self.gep(buf, self.val(idx), idx.dtype)
+      self.emit(f"{out} = load {mt}, ptr {p}, align {u.dtype.scalar.itemsize}")
+    else:  # gather lane by lane
+      iv, cur = self.val(idx), "poison"
+      st = ltype(buf.dtype, mem=True)
+      for lane in range(u.dtype.count):
+        i, p, x, nxt = self.tmp(), None, self.tmp(), self.tmp()
+        self.emit(f"{i} = extractelement {ltype(idx.dtype)} {iv}, i64 {lane}")
+        p = self.gep(buf, i, dtypes.index)
+        self.emit(f"{x} = load {st}, ptr {p}")
+        self.emit(f"{nxt} = insertelement {mt} {cur}, {st} {x}, i64 {lane}")
+        cur = nxt
+      out = cur
+    if u.dtype.scalar == dtypes.bool:
+      b = self.tmp()
+      self.emit(f"{b} = icmp ne {mt} {out}, {'zeroinitializer' if u.dtype.count > 1 else '0'}")
+      return b
+    return out
+
+  def store(self, u: UOp) -> None:
+    buf, idx, v = u.src
+    vdt = buf.dtype.vec(idx.dtype.count) if idx.dtype.count > 1 else buf.dtype.vec(v.dtype.count) if v.dtype.count > 1 else buf.dtype
+    val = self.val(v, vdt)
+    mt = ltype(vdt, mem=True)
+    if vdt.scalar == dtypes.bool:
+      z = self.tmp()
+      self.emit(f"{z} = zext {ltype(vdt)} {val} to {mt}")
+      val = z
+    if idx.dtype.count == 1:
+      p = self.gep(buf, self.val(idx), idx.dtype)
+      self.emit(f"store {mt} {val}, ptr {p}, align {buf.dtype.scalar.itemsize}")
+      return
+    iv, st = self.val(idx), ltype(buf.dtype, mem=True)
+    for lane in range(idx.dtype.count):
+      i, x = self.tmp(), self.tmp()
+      self.emit(f"{i} = extractelement {ltype(idx.dtype)} {iv}, i64 {lane}")
+      self.emit(f"{x} = extractelement {mt} {val}, i64 {lane}")
+      p = self.gep(buf, i, dtypes.index)
+      self.emit(f"store {st} {x}, ptr {p}")
+
+  def horizontal(self, op: Ops, dt: DType, v: str) -> str:
+    s, out = dt.scalar, self.tmp()
+    ty, sty = ltype(dt), ltype(s)
+    if dtypes.is_float(s):
+      if op is Ops.MAX:
+        fn = self.declare(sty, f"llvm.vector.reduce.fmaximum.{mangle(dt)}", [ty])
+        self.emit(f"{out} = call {sty} {fn}({ty} {v})")
+      else:
+        name = {Ops.ADD: "fadd", Ops.MUL: "fmul"}[op]
+        fn = self.declare(sty, f"llvm.vector.reduce.{name}.{mangle(dt)}", [sty, ty])
+        self.emit(f"{out} = call reassoc {sty} {fn}({sty} {const_literal(reduce_identity(op, s), s)}, {ty} {v})")
+      return out
+    name = {Ops.ADD: "add", Ops.MUL: "mul"}.get(op) if s != dtypes.bool else {Ops.ADD: "or", Ops.MUL: "and", Ops.MAX: "or"}[op]
+    if name is None: name = "umax" if dtypes.is_unsigned(s) else "smax"
+    fn = self.declare(sty, f"llvm.vector.reduce.{name}.{mangle(dt)}", [ty])
+    self.emit(f"{out} = call {sty} {fn}({ty} {v})")
+    return out
+
+  def call(self, fn: str, dt: DType, args: list[str], flags: str = "") -> str:
+    ty, out = ltype(dt), self.tmp()
+    f = self.declare(ty, f"llvm.{fn}.{mangle(dt)}", [ty] * len(args))
+    self.emit(f"{out} = call {flags}{ty} {f}({', '.join(f'{ty} {a}' for a in args)})")
+    return out
+
+  def binary(self, op: Ops, dt: DType, a: str, b: str, src_dt: DType) -> str:
+    """a op b, both of type src_dt; the result has type dt (bool for comparisons)."""
+    ty, s, out = ltype(src_dt), src_dt.scalar, self.tmp()
+    isf, isu, isb = dtypes.is_float(s), dtypes.is_unsigned(s), s == dtypes.bool
+    if op in (Ops.ADD, Ops.MUL, Ops.MAX) and isb: ins = {Ops.ADD: "or", Ops.MUL: "and", Ops.MAX: "or"}[op]
+    elif op is Ops.MAX:
+      return self.call("maximum" if isf else "umax" if isu else "smax", src_dt, [a, b])
+    elif op in (Ops.IDIV, Ops.MOD) and not isf: return self.int_divmod(op, src_dt, a, b)
+    elif op in (Ops.SHL, Ops.SHR): return self.shift(op, src_dt, a, b)
+    elif op is Ops.CMPLT: ins = "fcmp olt" if isf else "icmp ult" if isu or isb else "icmp slt"
+    elif op is Ops.CMPNE: ins = "fcmp une" if isf else "icmp ne"
+    else: ins = {Ops.ADD: "fadd" if isf else "add", Ops.MUL: "fmul" if isf else "mul", Ops.FDIV: "fdiv",
+                 Ops.AND: "and", Ops.OR: "or", Ops.XOR: "xor"}[op]
+    self.emit(f"{out} = {ins} {ty} {a}, {b}")
+    return out
+
+  def int_divmod(self, op: Ops, dt: DType, a: str, b: str) -> str:
+    """C-style division/remainder that never traps: x/0 -> 0, MIN/-1 -> MIN (x%0 -> 0, MIN%-1 -> 0)."""
+    ty, s = ltype(dt), dt.scalar
+    lit = lambda v: self.val(UOp.const(dt, v))
+    z, bad, safe, q, out = self.tmp(), self.tmp(), self.tmp(), self.tmp(), self.tmp()
+    self.emit(f"{z} = icmp eq {ty} {b}, {lit(0)}")
+    bad_src = z
+    if not dtypes.is_unsigned(s):
+      m1, mn, both = self.tmp(), self.tmp(), self.tmp()
+      self.emit(f"{m1} = icmp eq {ty} {b}, {lit(-1)}")
+      self.emit(f"{mn} = icmp eq {ty} {a}, {lit(dtypes.min(s))}")
+      self.emit(f"{both} = and {ltype(dtypes.bool.vec(dt.count))} {m1}, {mn}")
+      self.emit(f"{bad} = or {ltype(dtypes.bool.vec(dt.count))} {z}, {both}")
+      bad_src = bad
+    self.emit(f"{safe} = select {ltype(dtypes.bool.vec(dt.count))} {bad_src}, {ty} {lit(1)}, {ty} {b}")
+    ins = ("udiv" if dtypes.is_unsigned(s) else "sdiv") if op is Ops.IDIV else ("urem" if dtypes.is_unsigned(s) else "srem")
+    self.emit(f"{q} = {ins} {ty} {a}, {safe}")
+    self.emit(f"{out} = select {ltype(dtypes.bool.vec(dt.count))} {z}, {ty} {lit(0)}, {ty} {q}")
+    return out
+
+  def shift(self, op: Ops, dt: DType, a: str, b: str) -> str:
+    """Shifts by >= the bit width give 0 (or the sign for an arithmetic right shift) instead of LLVM poison."""
+    ty, s, bt = ltype(dt), dt.scalar, ltype(dtypes.bool.vec(dt.count))
+    lit = lambda v: self.val(UOp.const(dt, v))
+    over, amt, r, out = self.tmp(), self.tmp(), self.tmp(), self.tmp()
+    self.emit(f"{over} = icmp uge {ty} {b}, {lit(s.bitsize)}")
+    self.emit(f"{amt} = select {bt} {over}, {ty} {lit(s.bitsize - 1)}, {ty} {b}")
+    ins = "shl" if op is Ops.SHL else "lshr" if dtypes.is_unsigned(s) else "ashr"
+    self.emit(f"{r} = {ins} {ty} {a}, {amt}")
+    if ins == "ashr": return r
+    self.emit(f"{out} = select {bt} {over}, {ty} {lit(0)}, {ty} {r}")
+    return out
+
+  def alu(self, u: UOp) -> str:
+    op, dt = u.op, u.dtype
+    if op is Ops.WHERE:
+      c, a, b = u.src
+      out = self.tmp()
+      cv = self.val(c, dtypes.bool.vec(dt.count) if dt.count > 1 else None)
+      self.emit(f"{out} = select {ltype(dtypes.bool.vec(dt.count) if dt.count > 1 else dtypes.bool)} {cv}, {ltype(dt)} {self.val(a, dt)}, {ltype(dt)} {self.val(b, dt)}")
+      return out
+    if op is Ops.CAST: return self.cast(self.val(u.src[0]), u.src[0].dtype, dt)
+    if op is Ops.BITCAST:
+      out = self.tmp()
+      self.emit(f"{out} = bitcast {ltype(u.src[0].dtype)} {self.val(u.src[0])} to {ltype(dt)}")
+      return out
+    if len(u.src) == 2:
+      sdt = u.src[0].dtype if u.src[0].dtype.count >= u.src[1].dtype.count else u.src[1].dtype
+      sdt = sdt if dt.count == 1 or sdt.count > 1 else sdt.vec(dt.count)
+      return self.binary(op, dt, self.val(u.src[0], sdt), self.val(u.src[1], sdt), sdt)
+    x, s, out = self.val(u.src[0], dt), dt.scalar, self.tmp()
+    ty = ltype(dt)
+    if op is Ops.NEG:
+      if s == dtypes.bool: self.emit(f"{out} = xor {ty} {x}, {self.val(UOp.const(dt, True))}")
+      elif dtypes.is_float(s): self.emit(f"{out} = fneg {ty} {x}")
+      else: self.emit(f"{out} = sub {ty} {self.val(UOp.const(dt, 0))}, {x}")
+      return out
+    if op is Ops.RECIPROCAL:
+      self.emit(f"{out} = fdiv {ty} {self.val(UOp.const(dt, 1.0))}, {x}")
+      return out
+    return self.call({Ops.EXP2: "exp2", Ops.LOG2: "log2", Ops.SIN: "sin", Ops.SQRT: "sqrt", Ops.TRUNC: "trunc"}[op], dt, [x])
+
+  def cast(self, x: str, f: DType, t: DType) -> str:
+    if f.scalar == t.scalar: return x
+    if t.count > 1 and f.count == 1:  # broadcast first
+      x = self.val_broadcast(x, f, t.count)
+      f = f.vec(t.count)
+    fs, ts, out = f.scalar, t.scalar, self.tmp()
+    ft, tt = ltype(f), ltype(t)
+    if ts == dtypes.bool:
+      zero = "zeroinitializer" if f.count > 1 else ("0.0" if dtypes.is_float(fs) else "0")
+      self.emit(f"{out} = {'fcmp une' if dtypes.is_float(fs) else 'icmp ne'} {ft} {x}, {zero}")
+    elif fs == dtypes.bool: self.emit(f"{out} = {'uitofp' if dtypes.is_float(ts) else 'zext'} {ft} {x} to {tt}")
+    elif dtypes.is_float(fs) and dtypes.is_float(ts):
+      if {fs, ts} == {dtypes.float16, dtypes.bfloat16}:
+          return self.cast(self.cast(x, f, dtypes.float32.vec(f.count)), dtypes.float32.vec(f.count), t)
+      self.emit(f"{out} = {'fpext' if ts.itemsize > fs.itemsize else 'fptrunc'} {ft} {x} to {tt}")
+    elif dtypes.is_float(ts): self.emit(f"{out} = {'uitofp' if dtypes.is_unsigned(fs) else 'sitofp'} {ft} {x} to {tt}")
+    elif dtypes.is_float(fs):  # saturating: NaN -> 0 and out-of-range -> min/max instead of poison
+      kind = "fptoui" if dtypes.is_unsigned(ts) else "fptosi"
+      fn = self.declare(tt, f"llvm.{kind}.sat.{mangle(t)}.{mangle(f)}", [ft])
+      self.emit(f"{out} = call {tt} {fn}({ft} {x})")
+    elif ts.itemsize == fs.itemsize:
+      return x
+    elif ts.itemsize < fs.itemsize: self.emit(f"{out} = trunc {ft} {x} to {tt}")
+    else: self.emit(f"{out} = {'zext' if dtypes.is_unsigned(fs) else 'sext'} {ft} {x} to {tt}")
+    return out
+
+  def val_broadcast(self, x: str, dt: DType, n: int) -> str:
+    t1, t2 = self.tmp(), self.tmp()
+    vt = f"<{n} x {ltype(dt)}>"
+    self.emit(f"{t1} = insertelement {vt} poison, {ltype(dt)} {x}, i64 0")
+    self.emit(f"{t2} = shufflevector {vt} {t1}, {vt} poison, <{n} x i32> zeroinitializer")
+    return t2

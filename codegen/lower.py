@@ -1,0 +1,153 @@
+"""Lowering: a Tensor-level graph for one kernel output -> a kernel graph of loops, loads, ALU ops and one store.
+
+Every node is evaluated at an index (one index expression per dimension, in terms of RANGE loop variables).
+Movement ops only transform the index; a REDUCE opens new RANGEs for its reduced axes. Because UOps are hash-consed
+and evaluation is memoised on (node, index), a value needed at the same index twice (softmax's max) is computed once.
+"""
+from __future__ import annotations
+from dataclasses import dataclass
+from tinygrad.uop import UOp, Ops, RangeArg, ELEMENTWISE, MOVEMENT
+from tinygrad.dtype import dtypes, DType
+from tinygrad.helpers import prod
+
+class NeedsRealize(Exception):
+  """Raised when inlining a reduce into this kernel would recompute it; the scheduler realizes it first."""
+  def __init__(self, node: UOp): self.node = node
+
+@dataclass(frozen=True)
+class GlobalArg:
+  index: int
+  size: int   # elements
+
+def strides_for(shape: tuple[int, ...]) -> tuple[int, ...]:
+  out, acc = [], 1
+  for s in reversed(shape):
+    out.append(acc if s != 1 else 0)
+    acc *= s
+  return tuple(reversed(out))
+
+def flat_index(idx: tuple[UOp, ...], shape: tuple[int, ...]) -> UOp:
+  out = UOp.const(dtypes.index, 0)
+  for i, st in zip(idx, strides_for(shape)):
+    if st: out = out + i * st
+  return out
+
+def unflat_index(flat: UOp, shape: tuple[int, ...]) -> tuple[UOp, ...]:
+  out = []
+  for d, (s, st) in enumerate(zip(shape, strides_for(shape))):
+    if s == 1: out.append(UOp.const(dtypes.index, 0)); continue
+    x = flat if st == 1 else flat // st
+    out.append(x if d == 0 else x % s)
+  return tuple(out)
+
+REDUCE_IDENTITY = {Ops.ADD: 0, Ops.MUL: 1}
+
+def reduce_identity(op: Ops, dtype: DType):
+  if op is Ops.MAX: return dtypes.min(dtype)
+  return REDUCE_IDENTITY[op]
+
+class Lowerer:
+  def __init__(self, out: UOp, is_realized):
+    self.out, self.is_realized = out, is_realized
+    self.inputs: dict[UOp, int] = {}            # realized tensor-level node -> kernel parameter number (0 is the output)
+    self.memo: dict[tuple, UOp] = {}
+    self.reduce_at: dict[UOp, UOp] = {}         # tensor-level REDUCE -> the one index it was evaluated at
+    self.parent: dict[UOp, UOp | None] = {}     # loop nesting of RANGEs
+    self.n_ranges = 0
+
+  def new_range(self, end: int, kind: str, parent: UOp | None) -> UOp:
+    r = UOp(Ops.RANGE, dtypes.index, (), RangeArg(self.n_ranges, end, kind))
+    self.n_ranges += 1
+    self.parent[r] = parent
+    return r
+
+  def chain(self, r: UOp | None) -> set[UOp]:
+    out = set()
+    while r is not None: out.add(r); r = self.parent[r]
+    return out
+
+  def lower(self) -> UOp:
+    shape, parent, idx = self.out.shape, None, []
+    for s in shape:
+      if s == 1: idx.append(UOp.const(dtypes.index, 0)); continue
+      parent = self.new_range(s, "global", parent)
+      idx.append(parent)
+    val = self.eval_src(self.out, tuple(idx))
+    buf = UOp(Ops.DEFINE_GLOBAL, self.out.dtype, (), GlobalArg(0, self.out.size))
+    return UOp(Ops.SINK, dtypes.void, (UOp(Ops.STORE, dtypes.void, (buf, flat_index(tuple(idx), shape), val)),))
+
+  def load(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
+    if u not in self.inputs: self.inputs[u] = len(self.inputs) + 1
+    buf = UOp(Ops.DEFINE_GLOBAL, u.dtype, (), GlobalArg(self.inputs[u], u.size))
+    return UOp(Ops.LOAD, u.dtype, (buf, flat_index(idx, u.shape)))
+
+  def eval(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
+    if self.is_realized(u): return self.load(u, idx)
+    return self.eval_src(u, idx)
+
+  def eval_src(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
+    key = (u, idx)
+    if (ret := self.memo.get(key)) is not None: return ret
+    ret = self.memo[key] = self._eval(u, idx)
+    return ret
+
+  def _eval(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
+    op = u.op
+    if op is Ops.CONST: return u
+    if op is Ops.IOTA: return idx[0].cast(u.dtype)
+    if op in ELEMENTWISE: return UOp(op, u.dtype, tuple(self.eval(s, idx) for s in u.src), u.arg)
+    if op in (Ops.DETACH, Ops.CONTIGUOUS_BACKWARD, Ops.CONTIGUOUS, Ops.COPY): return self.eval(u.src[0], idx)
+    if op in MOVEMENT:
+      src = u.src[0]
+      if op is Ops.PAD:
+        valid, nidx = None, []
+        for i, s, (b, _) in zip(idx, src.shape, u.arg):
+          if b == 0 and s == u.shape[len(nidx)]: nidx.append(i); continue
+          cond = (i < b + s) if b == 0 else (i >= b).logical_and(i < b + s)
+          valid = cond if valid is None else valid.logical_and(cond)
+          nidx.append(i - b if b else i)
+        inner = self.eval(src, tuple(nidx))
+        return inner if valid is None else valid.where(inner, inner.const_like(0))
+      return self.eval(src, move_index(u, idx))
+    if op is Ops.REDUCE: return self.eval_reduce(u, idx)
+    raise NotImplementedError(f"lowering of {op} is not supported")
+
+  def eval_reduce(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
+    # inline only if computed once per iteration of the loops it sits in, at one index; else realize it first
+    if u is not self.out:
+      if self.reduce_at.setdefault(u, idx) != idx: raise NeedsRealize(u)
+      deps = frozenset().union(*(i.ranges for i in idx))
+      deepest = max(deps, key=lambda r: len(self.chain(r)), default=None)
+      if deps != frozenset(self.chain(deepest)) - {None}: raise NeedsRealize(u)
+    else: deepest = max((i for i in idx if i.op is Ops.RANGE), key=lambda r: len(self.chain(r)), default=None)
+    src, rop = u.src[0], u.arg.op
+    if any(src.shape[a] == 0 for a in u.arg.axes): return UOp.const(u.dtype, reduce_identity(rop, u.dtype))
+    nidx, rngs, parent = list(idx), [], deepest
+    for a in u.arg.axes:
+      if src.shape[a] == 1: continue
+      parent = self.new_range(src.shape[a], "reduce", parent)
+      rngs.append(parent)
+      nidx[a] = parent
+    val = self.eval(src, tuple(nidx))
+    if not rngs: return val
+    return UOp(Ops.REDUCE, u.dtype, (val, *rngs), rop)
+
+def move_index(u: UOp, idx: tuple[UOp, ...]) -> tuple[UOp, ...]:
+  """The index into u.src[0] that the movement op u reads at `idx` (PAD is handled by the caller)."""
+  op, arg, src_shape = u.op, u.arg, u.src[0].shape
+  zero = UOp.const(dtypes.index, 0)
+  if op is Ops.RESHAPE: return unflat_index(flat_index(idx, u.shape), src_shape)
+  if op is Ops.PERMUTE:
+    out: list[UOp] = [zero] * len(idx)
+    for i, p in enumerate(arg): out[p] = idx[i]
+    return tuple(out)
+  if op is Ops.EXPAND: return tuple(zero if s == 1 else i for i, s in zip(idx, src_shape))
+  if op is Ops.SHRINK: return tuple(i + b if b else i for i, (b, _) in zip(idx, arg))
+  if op is Ops.FLIP: return tuple((s - 1) - i if f else i for i, s, f in zip(idx, src_shape, arg))
+  raise NotImplementedError(op)
+
+def lower(out: UOp, is_realized) -> tuple[UOp, list[UOp]]:
+  """Lower the Tensor-level node `out` into a kernel graph; returns the SINK and the realized inputs it reads."""
+  lw = Lowerer(out, is_realized)
+  sink = lw.lower()
+  return sink, sorted(lw.inputs, key=lw.inputs.__getitem__)

@@ -1,0 +1,142 @@
+"""Kernel optimisation passes between lowering and linearizing: half-precision promotion, vectorisation,
+bounds guards for loads, and the choice of the loop that is split across threads."""
+from __future__ import annotations
+from dataclasses import dataclass
+from tinygrad.uop import UOp, Ops, RangeArg, ALU, COMPARISON
+from tinygrad.dtype import dtypes
+from tinygrad.rewrite import UPat, PatternMatcher, graph_rewrite
+from tinygrad.helpers import prod
+from codegen.symbolic import affine, pm_symbolic
+
+HALFS = (dtypes.float16, dtypes.bfloat16)
+
+def _promote(u: UOp) -> UOp | None:
+  if u.dtype.scalar not in HALFS or u.op is Ops.WHERE: return None
+  return UOp(u.op, dtypes.float32, tuple(s.cast(dtypes.float32) for s in u.src), u.arg).cast(u.dtype)
+
+pm_promote_half = PatternMatcher([
+  (UPat(tuple(ALU - COMPARISON), name="u"), _promote),  # half/bf16 math runs in float32, rounded after each op (as numpy)
+  (UPat(tuple(COMPARISON), src=(UPat.var("a", dtype=HALFS), UPat.var("b")), name="u"),   # compare halves as float32
+   lambda u, a, b: UOp(u.op, u.dtype, (a.cast(dtypes.float32), b.cast(dtypes.float32)))),
+  (UPat(Ops.REDUCE, dtype=HALFS, name="u"),                                            # accumulate halves in float32
+   lambda u: UOp(Ops.REDUCE, dtypes.float32, (u.src[0].cast(dtypes.float32), *u.src[1:]), u.arg).cast(u.dtype)),
+  (UPat(Ops.CAST, name="u", src=(UPat(Ops.CAST, src=(UPat.var("x"),), name="f"),)),   # half->float32->half is exact: drop it
+   lambda u, f, x: x if u.dtype == x.dtype and x.dtype in HALFS and f.dtype == dtypes.float32 else None),
+], name="promote_half")
+
+@dataclass(frozen=True)
+class KernelInfo:
+  name: str
+  vector: tuple[str, int] | None   # ("global" or "reduce", width)
+  thread_range: UOp | None         # the global RANGE split across threads
+  work: int                        # loop iterations times lanes, a rough cost for the thread threshold
+
+def _ranges(sink: UOp, kind: str) -> list[UOp]:
+  return sorted((u for u in sink.toposort() if u.op is Ops.RANGE and u.arg.kind == kind), key=lambda r: r.arg.id)
+
+def _lane_width(sink: UOp, end: int, max_lanes: int) -> int:
+  itemsize = max([u.dtype.scalar.itemsize for u in sink.toposort() if u.op in (Ops.LOAD, Ops.DEFINE_GLOBAL)] + [1])
+  limit = min(max_lanes, 64 // itemsize)
+  return next((w for w in (16, 8, 4, 2) if w <= limit and end % w == 0 and end >= w), 1)
+
+def _contiguous_in(idx: UOp, r: UOp) -> bool:
+  terms, _ = affine(idx)
+  return terms.get(r, 0) == 1 and not any(r in t.ranges for t in terms if t is not r)
+
+def choose_vector_axis(sink: UOp, max_lanes: int) -> tuple[UOp, str, int] | None:
+  store = sink.src[0]
+  glob = _ranges(sink, "global")
+  if glob and _contiguous_in(store.src[1], glob[-1]):
+    w = _lane_width(sink, glob[-1].arg.end, max_lanes)
+    if w > 1: return glob[-1], "global", w
+  for red in (u for u in sink.toposort() if u.op is Ops.REDUCE):
+    r = red.src[-1]
+    loads = [u for u in red.src[0].toposort() if u.op is Ops.LOAD and r in u.src[1].ranges]
+    if loads and all(_contiguous_in(ld.src[1], r) for ld in loads) and all(r not in u.src[1].ranges for u in [store]):
+      w = _lane_width(sink, r.arg.end, max_lanes)
+      if w > 1: return r, "reduce", w
+  return None
+
+def vectorize(sink: UOp, r: UOp, w: int) -> UOp:
+  """Replace loop r by an outer loop of end/w and w vector lanes; every value that depends on a lane becomes a vector."""
+  outer = UOp(Ops.RANGE, dtypes.index, (), RangeArg(r.arg.id, r.arg.end // w, r.arg.kind))
+  lane = UOp(Ops.LANE, dtypes.index.vec(w), (), w)
+  memo: dict[UOp, UOp] = {r: outer * w + lane}
+  for u in sink.toposort():
+    if u in memo: continue
+    if u.op is Ops.REDUCE and r in u.src[1:]:  # the reduced loop itself is split: its lanes are reduced too
+      rngs = tuple(x for s in u.src[1:] for x in ((outer, lane) if s is r else (memo[s],)))
+      memo[u] = UOp(Ops.REDUCE, u.dtype, (memo[u.src[0]],) + rngs, u.arg)
+      continue
+    src = tuple(memo[s] for s in u.src)
+    memo[u] = u if src == u.src else u.replace(src=src)
+  return graph_rewrite(memo[sink], pm_symbolic, name="simplify after vectorize")
+
+def _is_vec(u: UOp) -> bool: return u.dtype.count > 1 or u.op is Ops.LANE
+
+def type_vectors(sink: UOp, w: int) -> UOp:
+  """Give every node that depends on a LANE a vector dtype; contiguous loads/stores take a scalar base index."""
+  memo: dict[UOp, UOp] = {}
+  for u in sink.toposort():
+    src = tuple(memo[s] for s in u.src)
+    if u.op is Ops.LANE: memo[u] = u; continue
+    if u.op is Ops.REDUCE:
+      own_lane = any(s.op is Ops.LANE for s in src[1:])
+      dt = u.dtype if own_lane or not _is_vec(src[0]) else u.dtype.vec(w)
+      memo[u] = UOp(Ops.REDUCE, dt, src, u.arg); continue
+    if u.op is Ops.LOAD and _is_vec(src[1]):
+      memo[u] = UOp(Ops.LOAD, u.dtype.vec(w), (src[0], _base_if_contiguous(src[1]))); continue
+    if u.op is Ops.STORE and (_is_vec(src[1]) or _is_vec(src[2])):
+      memo[u] = UOp(Ops.STORE, u.dtype, (src[0], _base_if_contiguous(src[1]), src[2])); continue
+    if u.op not in (Ops.STORE, Ops.SINK) and any(_is_vec(s) for s in src) and u.dtype.count == 1:
+      memo[u] = UOp(u.op, u.dtype.vec(w), src, u.arg); continue
+    memo[u] = u if src == u.src else u.replace(src=src)
+  return memo[sink]
+
+def _base_if_contiguous(idx: UOp) -> UOp:
+  """base + LANE -> base (a scalar: the access is one vector load/store); anything else stays a per-lane index."""
+  terms, const = affine(idx)
+  lanes = [t for t in terms if t.op is Ops.LANE]
+  if len(lanes) == 1 and terms[lanes[0]] == 1 and not any(_is_vec(t) for t in terms if t is not lanes[0]):
+    return graph_rewrite(_build({t: c for t, c in terms.items() if t is not lanes[0]}, const), pm_symbolic)
+  return idx
+
+def _build(terms: dict[UOp, int], const: int) -> UOp:
+  out = UOp.const(dtypes.index, const)
+  for t, c in terms.items(): out = out + (t * c if c != 1 else t)
+  return out
+
+def guard_loads(sink: UOp) -> UOp:
+  """Clamp load indices that may leave the buffer (reads under a PAD mask are discarded, but must stay in memory)."""
+  def fix(u: UOp) -> UOp | None:
+    buf, idx = u.src
+    n, lanes = buf.arg.size, u.dtype.count
+    if n == 0: return u.const_like(0) if lanes == 1 else UOp.const(u.dtype, 0)
+    contiguous = lanes > 1 and not _is_vec(idx)
+    lo, hi = idx.vmin, idx.vmax + (lanes - 1 if contiguous else 0)
+    if lo >= 0 and hi < n: return None
+    if contiguous: idx = idx + UOp(Ops.LANE, dtypes.index.vec(lanes), (), lanes)
+    safe = idx.maximum(0)
+    safe = (safe < n).where(safe, safe.const_like(n - 1))
+    return UOp(Ops.LOAD, u.dtype, (buf, safe), "guarded")
+  return graph_rewrite(sink, PatternMatcher([(UPat(Ops.LOAD, name="u"), lambda u: None if u.arg == "guarded" else fix(u))], "guard_loads"))
+
+def kernel_name(sink: UOp) -> str:
+  glob, red = _ranges(sink, "global"), _ranges(sink, "reduce")
+  dims = [str(r.arg.end) for r in glob] + [str(r.arg.end) for r in red]
+  return ("r_" if red else "E_") + ("_".join(dims) if dims else "1")
+
+def optimize(sink: UOp, max_lanes: int, threads: int, noopt: bool) -> tuple[UOp, KernelInfo]:
+  name = kernel_name(sink)
+  sink = graph_rewrite(sink, pm_symbolic, name="simplify")
+  sink = graph_rewrite(sink, pm_promote_half)
+  vec = None if noopt else choose_vector_axis(sink, max_lanes)
+  if vec is not None:
+    r, kind, w = vec
+    sink = type_vectors(vectorize(sink, r, w), w)
+  sink = guard_loads(sink)
+  glob = _ranges(sink, "global")
+  loops = [u for u in sink.toposort() if u.op is Ops.RANGE]
+  work = prod(r.arg.end for r in loops) * (vec[2] if vec else 1)
+  thread_range = glob[0] if glob and threads > 1 and glob[0].arg.end > 1 else None
+  return sink, KernelInfo(name, (vec[1], vec[2]) if vec else None, thread_range, work)

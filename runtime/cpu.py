@@ -1,0 +1,109 @@
+"""The CPU device: memory, an in-process LLVM compiler (llvmlite, O3, host CPU features), ctypes calls, and a thread
+pool that splits a kernel's outermost loop. Knows nothing of UOps: it is handed LLVM IR text and raw buffers."""
+from __future__ import annotations
+import ctypes, os, queue, threading, time
+from runtime.diskcache import cache_get, cache_put, cache_key
+
+_libc = ctypes.CDLL(None)
+_libc.posix_memalign.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_size_t]
+_libc.free.argtypes = [ctypes.c_void_p]
+
+class CPUBuffer:
+  """`nbytes` of 64-byte-aligned host memory, freed when the last reference goes."""
+  __slots__ = ("nbytes", "ptr", "__weakref__")
+  def __init__(self, nbytes: int):
+    self.nbytes = nbytes
+    p = ctypes.c_void_p()
+    if _libc.posix_memalign(ctypes.byref(p), 64, max(nbytes, 64)) != 0: raise MemoryError(f"CPU: cannot allocate {nbytes} bytes")
+    self.ptr: int = p.value
+  def __del__(self):
+    if self.ptr: _libc.free(self.ptr); self.ptr = 0
+  def copyin(self, src_ptr: int, nbytes: int) -> None: ctypes.memmove(self.ptr, src_ptr, nbytes)
+  def copyout(self, dst_ptr: int, nbytes: int) -> None: ctypes.memmove(dst_ptr, self.ptr, nbytes)
+
+class LLVMCompiler:
+  """LLVM IR text -> object code for the host CPU; object code is cached on disk by source hash and target."""
+  def __init__(self):
+    import llvmlite, llvmlite.binding as llvm
+    self.llvm = llvm
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    self.cpu, self.features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    self.tm = llvm.Target.from_default_triple().create_target_machine(cpu=self.cpu, features=self.features, opt=3, reloc="pic", codemodel="default")
+    self.target_id = f"{llvm.get_default_triple()}|{self.cpu}|{self.features}|llvmlite {llvmlite.__version__}|O3"
+    self.vector_bits = 512 if "+avx512f" in self.features else 256 if "+avx" in self.features else 128
+  def compile(self, src: str) -> bytes:
+    key = cache_key(src, self.target_id)
+    if (obj := cache_get("llvm", key)) is not None: return obj
+    mod = self.llvm.parse_assembly(src)
+    mod.verify()
+    pb = self.llvm.create_pass_builder(self.tm, self.llvm.PipelineTuningOptions(speed_level=3))
+    pb.getModulePassManager().run(mod, pb)
+    obj = self.tm.emit_object(mod)
+    cache_put("llvm", key, obj)
+    return obj
+  def disassemble(self, src: str) -> str:
+    mod = self.llvm.parse_assembly(src)
+    pb = self.llvm.create_pass_builder(self.tm, self.llvm.PipelineTuningOptions(speed_level=3))
+    pb.getModulePassManager().run(mod, pb)
+    return self.tm.emit_assembly(mod)
+
+class CPUProgram:
+  """A loaded kernel: fn(buf0, buf1, ..., start, end) over the outermost loop's [start, end)."""
+  def __init__(self, compiler: LLVMCompiler, name: str, obj: bytes, nbufs: int):
+    llvm = compiler.llvm
+    self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), compiler.tm)
+    self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    self.engine.finalize_object()
+    addr = self.engine.get_function_address(name)
+    if not addr: raise RuntimeError(f"CPU: kernel {name} not found in its object code")
+    self.fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nbufs), ctypes.c_int64, ctypes.c_int64)(addr)
+    self.name = name
+
+class ThreadPool:
+  """Persistent workers; run(fn, chunks) calls fn(*chunk) for every chunk, the caller taking the first."""
+  def __init__(self, n: int):
+    self.n = n
+    self.tasks: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(n - 1)]
+    self.done: queue.SimpleQueue = queue.SimpleQueue()
+    for q in self.tasks: threading.Thread(target=self._worker, args=(q,), daemon=True).start()
+  def _worker(self, q: queue.SimpleQueue) -> None:
+    while True:
+      fn, args = q.get()
+      try: fn(*args); self.done.put(None)
+      except BaseException as e: self.done.put(e)
+  def run(self, fn, arglists: list[tuple]) -> None:
+    for q, args in zip(self.tasks, arglists[1:]): q.put((fn, args))
+    fn(*arglists[0])
+    errs = [self.done.get() for _ in arglists[1:]]
+    if (e := next((e for e in errs if e is not None), None)) is not None: raise e
+
+class CPUDevice:
+  name = "CPU"
+  PARALLEL_WORK = 1 << 17   # loop iterations (times lanes) below which a kernel runs inline on the calling thread
+  def __init__(self, device: str = "CPU"):
+    self.device = device
+    self._compiler: LLVMCompiler | None = None
+    self.threads = int(os.environ.get("THREADS", "0")) or os.cpu_count() or 1
+    self._pool: ThreadPool | None = None
+  @property
+  def compiler(self) -> LLVMCompiler:
+    if self._compiler is None: self._compiler = _shared_compiler()
+    return self._compiler
+  def alloc(self, nbytes: int) -> CPUBuffer: return CPUBuffer(nbytes)
+  def load(self, name: str, obj: bytes, nbufs: int) -> CPUProgram: return CPUProgram(self.compiler, name, obj, nbufs)
+  def run(self, prog: CPUProgram, ptrs: list[int], outer: int, work: int, threaded: bool) -> None:
+    if not threaded or self.threads == 1 or work < self.PARALLEL_WORK or outer < 2:
+      prog.fn(*ptrs, 0, outer)
+      return
+    if self._pool is None: self._pool = ThreadPool(self.threads)
+    n = min(self.threads, outer)
+    bounds = [outer * i // n for i in range(n + 1)]
+    self._pool.run(prog.fn, [(*ptrs, bounds[i], bounds[i + 1]) for i in range(n)])
+  def synchronize(self) -> None: pass
+
+_compiler_singleton: LLVMCompiler | None = None
+def _shared_compiler() -> LLVMCompiler:
+  global _compiler_singleton
+  if _compiler_singleton is None: _compiler_singleton = LLVMCompiler()
+  return _compiler_singleton

@@ -1,0 +1,155 @@
+"""Realize: Tensor graphs -> execution plans -> kernel runs.
+
+Caches, in the order a hot path meets them:
+  1. graph signature -> ExecPlan. The graph is normalised (each realized buffer replaced by a numbered placeholder),
+     so a repeated step with new data maps to a ready plan without re-scheduling or re-running any rewrite.
+  2. kernel graph -> CompiledKernel (in-process; kernel graphs are hash-consed, so the key is the graph itself).
+  3. LLVM IR + target -> object code on disk (runtime.diskcache).
+"""
+from __future__ import annotations
+import time, weakref
+from dataclasses import dataclass
+from tinygrad.uop import UOp, Ops, BufferRef, MOVEMENT
+from tinygrad.dtype import DType
+from tinygrad.device import Device, Buffer
+from tinygrad.helpers import DEBUG, NOOPT, GlobalCounters, colored, prod
+from tinygrad.engine.schedule import create_schedule, is_view_of_buffer
+
+@dataclass(frozen=True)
+class InputSlot:
+  """A placeholder for the k-th realized buffer a graph reads (normalised graphs are keyed without buffer identity)."""
+  k: int
+  size: int
+  device: str
+
+@dataclass
+class CompiledKernel:
+  name: str
+  program: object
+  outer: int          # iterations of the loop split across threads
+  work: int
+  threaded: bool
+  src: str
+  ops: str            # the Tensor-level ops fused in it, for DEBUG=2
+  flops: int
+  nbytes: int
+
+@dataclass
+class ExecPlan:
+  n_inputs: int
+  new_bufs: list[tuple[int, DType]]                 # (size, dtype) of buffers allocated on every run
+  kernels: list[tuple[CompiledKernel, tuple[int, ...]]]  # kernel and the slot of each of its parameters
+  outputs: list[int | None]                         # slot holding each root, None where the root is a view
+
+realized_map: "weakref.WeakKeyDictionary[UOp, UOp]" = weakref.WeakKeyDictionary()  # computed node -> buffer view
+plan_cache: dict[tuple[tuple[UOp, ...], str], ExecPlan] = {}
+kernel_cache: dict[tuple[UOp, str], CompiledKernel] = {}
+stats = {"plans": 0, "plan_hits": 0, "compiles": 0}
+
+def normalize(roots: list[UOp]) -> tuple[tuple[UOp, ...], list[Buffer]]:
+  """Replace every realized buffer by an InputSlot placeholder; earlier results stand in for the nodes they realized."""
+  memo: dict[UOp, UOp] = {}
+  bufs: list[Buffer] = []
+  slot_of: dict[int, UOp] = {}
+  def visit(u: UOp) -> UOp:
+    if (r := memo.get(u)) is not None: return r
+    if (done := realized_map.get(u)) is not None and done is not u: out = visit(done)
+    elif u.op is Ops.BUFFER:
+      key = id(u.arg)
+      if (out := slot_of.get(key)) is None:
+        out = slot_of[key] = UOp(Ops.BUFFER, u.dtype, (), InputSlot(len(bufs), u.arg.size, u.arg.device))
+        bufs.append(u.arg.buf)
+    else:
+      src = tuple(visit(s) for s in u.src)
+      out = u if src == u.src else u.replace(src=src)
+    memo[u] = out
+    return out
+  return tuple(visit(r) for r in roots), bufs
+
+def resolve(u: UOp) -> UOp:
+  """u with every node computed earlier replaced by its buffer view."""
+  return u.substitute({x: v for x in u.toposort() if (v := realized_map.get(x)) is not None and v is not x})
+
+def compile_kernel(ast: UOp, out: UOp, device: str) -> CompiledKernel:
+  key = (ast, device)
+  if (ck := kernel_cache.get(key)) is not None: return ck
+  from codegen.opt import optimize
+  from codegen.linearize import linearize, listing
+  from codegen.llvmir import LLVMRenderer
+  dev = Device[device]
+  st = time.perf_counter()
+  if DEBUG >= 5: print(f"kernel graph before lowering ({out.shape}):\n{out}")
+  sink, info = optimize(ast, dev.compiler.vector_bits // 32, dev.threads, bool(NOOPT))
+  prog = linearize(sink, info.thread_range)
+  if DEBUG >= 6: print(listing(prog))
+  params = sorted({u.arg.index: u for u in sink.toposort() if u.op is Ops.DEFINE_GLOBAL}.values(), key=lambda p: p.arg.index)
+  src = LLVMRenderer(dev.compiler.vector_bits).render(info.name, prog, params, info.thread_range)
+  if DEBUG >= 4: print(colored(f"// {info.name}", "cyan") + "\n" + src)
+  obj = dev.compiler.compile(src)
+  program = dev.load(info.name, obj, len(params))
+  stats["compiles"] += 1
+  outer = info.thread_range.arg.end if info.thread_range is not None else 1
+  fused = sorted({u.op.name.lower() for u in out.toposort() if u.op not in MOVEMENT and u.op not in (Ops.BUFFER, Ops.CONST)})
+  nbytes = sum(p.arg.size * p.dtype.itemsize for p in params)
+  ck = CompiledKernel(info.name, program, outer, info.work, info.thread_range is not None, src, ", ".join(fused),
+                      out.size * max(1, len(fused)), nbytes)
+  if DEBUG >= 3: print(f"  {info.name}: vector={info.vector} threads={'split ' + str(outer) if ck.threaded else 'inline'} "
+                       f"compiled in {(time.perf_counter()-st)*1e3:.1f} ms")
+  kernel_cache[key] = ck
+  return ck
+
+def make_plan(roots: tuple[UOp, ...], n_inputs: int, device: str) -> ExecPlan:
+  items = create_schedule(list(roots))
+  slot: dict[UOp, int] = {}
+  new_bufs: list[tuple[int, DType]] = []
+  def slot_for(u: UOp) -> int:
+    if u.op is Ops.BUFFER: return u.arg.k
+    if u not in slot:
+      slot[u] = n_inputs + len(new_bufs)
+      new_bufs.append((u.size, u.dtype))
+    return slot[u]
+  kernels = []
+  for it in items:
+    ck = compile_kernel(it.ast, it.out, device)
+    kernels.append((ck, (slot_for(it.out),) + tuple(slot_for(i) for i in it.inputs)))
+  outputs = [None if is_view_of_buffer(r) else slot_for(r) for r in roots]
+  return ExecPlan(n_inputs, new_bufs, kernels, outputs)
+
+def run_plan(plan: ExecPlan, inputs: list[Buffer], device: str) -> list[Buffer]:
+  bufs = inputs + [Buffer(device, size, dt) for size, dt in plan.new_bufs]
+  dev = Device[device]
+  for ck, slots in plan.kernels:
+    ptrs = [bufs[s].ptr for s in slots]
+    if DEBUG >= 2: st = time.perf_counter()
+    dev.run(ck.program, ptrs, ck.outer, ck.work, ck.threaded)
+    GlobalCounters.kernel_count += 1
+    GlobalCounters.global_ops += ck.flops
+    GlobalCounters.global_mem += ck.nbytes
+    if DEBUG >= 2:
+      et = time.perf_counter() - st
+      GlobalCounters.time_sum_s += et
+      print(f"{colored(f'k{GlobalCounters.kernel_count:<4}', 'green')} {ck.name:<24} fused: {ck.ops:<32} {et*1e3:8.3f} ms "
+            f"{ck.flops/et*1e-9:8.2f} GFLOP/s {ck.nbytes/et*1e-9:8.2f} GB/s")
+  return bufs
+
+def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
+  """Compute every root on `device`; returns for each the UOp to use from now on (a view of a realized buffer)."""
+  if not roots: return []
+  norm, inputs = normalize(roots)
+  if (plan := plan_cache.get((norm, device))) is None:
+    plan = plan_cache[(norm, device)] = make_plan(norm, len(inputs), device)
+    stats["plans"] += 1
+    hit = False
+  else:
+    stats["plan_hits"] += 1
+    hit = True
+  if DEBUG >= 1: print(f"realize on {device}: {len(plan.kernels)} kernel{'s' if len(plan.kernels) != 1 else ''}{' (plan cache hit)' if hit else ''}")
+  bufs = run_plan(plan, inputs, device)
+  out = []
+  for r, nr, s in zip(roots, norm, plan.outputs):
+    if s is None: out.append(resolve(r)); continue
+    b = UOp(Ops.BUFFER, r.dtype, (), BufferRef(r.size, device, bufs[s]))
+    v = b if r.shape == (r.size,) else UOp(Ops.RESHAPE, r.dtype, (b,), r.shape)
+    realized_map[r] = v
+    out.append(v)
+  return out

@@ -1,0 +1,884 @@
+"""Tensor: a lazy, immutable handle on a UOp graph. It never computes by itself; realize() schedules kernels."""
+from __future__ import annotations
+import math, itertools
+from typing import Any, Callable, ClassVar, Iterable, Sequence
+from tinygrad.uop import UOp, Ops, ReduceArg, BufferRef
+from tinygrad.dtype import DType, dtypes, ConstType, least_upper_dtype, least_upper_float, to_dtype, to_np_dtype
+from tinygrad.device import Device, Buffer
+from tinygrad.helpers import prod, argsort, ceildiv
+
+def _shape_arg(shape: tuple) -> tuple:
+  """Accept f(2, 3) and f((2, 3))."""
+  return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
+
+def _broadcast_shape(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
+  nd = max(len(s) for s in shapes)
+  padded = [(1,) * (nd - len(s)) + tuple(s) for s in shapes]
+  out = []
+  for dims in zip(*padded):
+    non1 = {d for d in dims if d != 1}
+    if len(non1) > 1:
+      raise ValueError(f"{op}: cannot broadcast shapes {' and '.join(str(tuple(s)) for s in shapes)}: dimension sizes {sorted(non1)} differ")
+    out.append(non1.pop() if non1 else 1)
+  return tuple(out)
+
+def sum_acc_dtype(dt: DType) -> DType:
+  if dtypes.is_unsigned(dt): return least_upper_dtype(dt, dtypes.uint32)
+  if dtypes.is_int(dt) or dt == dtypes.bool: return least_upper_dtype(dt, dtypes.int32)
+  return least_upper_dtype(dt, dtypes.float32)
+
+def _np_to_dtype(arr) -> DType:
+  return to_dtype(arr.dtype)
+
+class Tensor:
+  """A lazy n-dimensional array. Operations build a UOp graph; `realize()`, `.numpy()`, `.item()`, `.tolist()` compute it."""
+  __slots__ = ("uop", "device", "requires_grad", "grad", "__weakref__")
+  __hash__ = object.__hash__
+  training: ClassVar[bool] = False
+  no_grad: ClassVar[bool] = False
+  _seed: ClassVar[int] = 0
+  _rng_counter: ClassVar[int] = 0
+
+  def __init__(self, data: Any, device: str | None = None, dtype: DType | str | None = None, requires_grad: bool | None = None):
+    device = Device.canonicalize(device)
+    dtype = to_dtype(dtype) if dtype is not None else None
+    if isinstance(data, UOp): uop = data if dtype is None or data.dtype == dtype else data.cast(dtype)
+    elif isinstance(data, Tensor): uop = data.uop if dtype is None else data.uop.cast(dtype)
+    elif data is None: uop = _buffer_uop(Buffer(device, 0, dtype or dtypes.default_float), (0,))
+    elif isinstance(data, (bool, int, float)):
+      dt = dtype or dtypes.from_py(data)
+      uop = UOp.const(dt, data)
+    elif isinstance(data, (list, tuple)): uop = _from_list(data, device, dtype)
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+      import numpy as np
+      uop = _from_numpy(np.frombuffer(bytes(data), dtype=np.uint8), device)
+      if dtype is not None: uop = uop.cast(dtype)
+    else:
+      import numpy as np
+      if isinstance(data, np.generic): data = np.asarray(data)
+      if not isinstance(data, np.ndarray): raise TypeError(f"Tensor: cannot create a Tensor from {type(data).__name__} (expected a number, nested list, numpy array, bytes or Tensor)")
+      uop = _from_numpy(data, device)
+      if dtype is not None and dtype != uop.dtype: uop = uop.cast(dtype)
+    self.uop, self.device = uop, device
+    self.requires_grad: bool | None = requires_grad
+    self.grad: Tensor | None = None
+
+  @staticmethod
+  def _wrap(uop: UOp, device: str, requires_grad: bool | None = None) -> Tensor:
+    t = object.__new__(Tensor)
+    t.uop, t.device, t.requires_grad, t.grad = uop, device, requires_grad, None
+    return t
+  def _new(self, uop: UOp) -> Tensor: return Tensor._wrap(uop, self.device)
+
+  # ---------------------------------------------------------------- properties
+  @property
+  def shape(self) -> tuple[int, ...]: return self.uop.shape
+  @property
+  def dtype(self) -> DType: return self.uop.dtype
+  @property
+  def ndim(self) -> int: return len(self.shape)
+  def numel(self) -> int: return prod(self.shape)
+  def element_size(self) -> int: return self.dtype.itemsize
+  @property
+  def nbytes(self) -> int: return self.numel() * self.element_size()
+  def is_floating_point(self) -> bool: return dtypes.is_float(self.dtype)
+  def size(self, dim: int | None = None) -> int | tuple[int, ...]:
+    return self.shape if dim is None else self.shape[self._axis("size", dim)]
+  def __len__(self) -> int:
+    if not self.shape: raise TypeError("len() of a 0-d tensor")
+    return self.shape[0]
+  @property
+  def T(self) -> Tensor: return self.transpose()
+  @property
+  def lazydata(self) -> UOp: return self.uop
+
+  # ---------------------------------------------------------------- realize and data out
+  def realize(self, *lst: Tensor) -> Tensor:
+    Tensor.realize_all([self, *lst])
+    return self
+  @staticmethod
+  def realize_all(tensors: Sequence[Tensor]) -> None:
+    from tinygrad.engine.realize import realize_uops
+    by_dev: dict[str, list[Tensor]] = {}
+    for t in tensors:
+      if not _is_buffer(t.uop): by_dev.setdefault(t.device, []).append(t)
+    for dev, ts in by_dev.items():
+      for t, u in zip(ts, realize_uops([t.uop for t in ts], dev)): t.uop = u
+  def _buffer(self) -> Buffer:
+    """The realized, contiguous buffer holding this tensor's elements in order."""
+    self.realize()
+    if not _is_buffer(self.uop):
+      self.uop = self.contiguous().realize().uop
+    u = self.uop if self.uop.op is Ops.BUFFER else self.uop.src[0]
+    return u.arg.buf
+  def numpy(self):
+    """The values as a new numpy array (a copy)."""
+    return self._buffer().numpy().reshape(self.shape)
+  def item(self) -> ConstType:
+    if self.numel() != 1: raise ValueError(f"item: a Tensor with {self.numel()} elements cannot be converted to a Python scalar (shape {self.shape})")
+    return self._pyvalues().reshape(()).item()
+  def _pyvalues(self):
+    a = self.numpy()
+    return a.astype("float32") if self.dtype == dtypes.bfloat16 else a
+  def tolist(self) -> Any: return self._pyvalues().tolist()
+  def data(self) -> memoryview:
+    return memoryview(self.numpy()) if self.dtype != dtypes.bfloat16 else memoryview(self.numpy().view("uint16"))
+  def __repr__(self) -> str:
+    import numpy as np
+    if self.numel() > 0: body = np.array2string(self._pyvalues(), separator=", ", threshold=1000, prefix="tensor(")
+    else: body = f"[], size={self.shape}"
+    extra = "" if self.dtype in (dtypes.float32, dtypes.int32, dtypes.bool) else f", dtype={self.dtype}"
+    dev = "" if self.device == "CPU" else f", device='{self.device}'"
+    return f"tensor({body}{extra}{dev})"
+  def __bool__(self) -> bool:
+    if self.numel() != 1: raise RuntimeError(f"bool: the truth value of a Tensor with {self.numel()} elements is ambiguous")
+    return bool(self.item())
+  def __iter__(self):
+    if not self.shape: raise TypeError("iteration over a 0-d tensor")
+    return (self[i] for i in range(self.shape[0]))
+
+  def detach(self) -> Tensor: return self._new(UOp(Ops.DETACH, self.dtype, (self.uop,)))
+  def contiguous(self) -> Tensor: return self._new(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop,)))
+  def contiguous_backward(self) -> Tensor: return self._new(UOp(Ops.CONTIGUOUS_BACKWARD, self.dtype, (self.uop,)))
+  def clone(self) -> Tensor: return self.contiguous()
+  def to(self, device: str | None) -> Tensor:
+    device = Device.canonicalize(device)
+    if device == self.device: return self
+    out = Tensor._wrap(UOp(Ops.COPY, self.dtype, (self.uop,), device), device)
+    return out
+  def to_(self, device: str | None) -> Tensor:
+    new = self.to(device)
+    self.uop, self.device = new.uop, new.device
+    return self
+
+  # ---------------------------------------------------------------- creation
+  @staticmethod
+  def full(shape: tuple[int, ...] | int, fill_value: ConstType, dtype: DType | str | None = None, device: str | None = None, **kw) -> Tensor:
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if any(not isinstance(s, int) or s < 0 for s in shape): raise ValueError(f"full: shape {shape} must be non-negative integers")
+    dt = to_dtype(dtype) if dtype is not None else dtypes.from_py(fill_value)
+    c = Tensor._wrap(UOp.const(dt, fill_value), Device.canonicalize(device), kw.get("requires_grad"))
+    return c.reshape((1,) * len(shape)).expand(shape) if shape else c
+  @staticmethod
+  def zeros(*shape, dtype=None, device=None, **kw) -> Tensor:
+    return Tensor.full(_shape_arg(shape), 0.0, dtype or dtypes.default_float, device, **kw)
+  @staticmethod
+  def ones(*shape, dtype=None, device=None, **kw) -> Tensor:
+    return Tensor.full(_shape_arg(shape), 1.0, dtype or dtypes.default_float, device, **kw)
+  @staticmethod
+  def empty(*shape, dtype=None, device=None, **kw) -> Tensor:
+    shape, device = _shape_arg(shape), Device.canonicalize(device)
+    dt = to_dtype(dtype) if dtype is not None else dtypes.default_float
+    return Tensor._wrap(_buffer_uop(Buffer(device, prod(shape), dt), shape), device, kw.get("requires_grad"))
+  def full_like(self, fill_value: ConstType, **kw) -> Tensor:
+    return Tensor.full(self.shape, fill_value, kw.pop("dtype", self.dtype), kw.pop("device", self.device), **kw)
+  def zeros_like(self, **kw) -> Tensor: return self.full_like(0, **kw)
+  def ones_like(self, **kw) -> Tensor: return self.full_like(1, **kw)
+  @staticmethod
+  def arange(start: int | float, stop: int | float | None = None, step: int | float = 1, dtype=None, device=None, **kw) -> Tensor:
+    if stop is None: start, stop = 0, start
+    if step == 0: raise ValueError("arange: step must not be zero")
+    dt = to_dtype(dtype) if dtype is not None else dtypes.default_float if any(isinstance(x, float) for x in (start, stop, step)) else dtypes.default_int
+    n = max(0, math.ceil((stop - start) / step))
+    iota = Tensor._wrap(UOp(Ops.IOTA, dt, (), n), Device.canonicalize(device), kw.get("requires_grad"))
+    return iota * step + start if (step, start) != (1, 0) else iota
+  @staticmethod
+  def linspace(start: int | float, stop: int | float, steps: int, dtype=None, device=None) -> Tensor:
+    if steps < 0: raise ValueError(f"linspace: steps must be non-negative, got {steps}")
+    dt = to_dtype(dtype) if dtype is not None else dtypes.default_float
+    if steps == 1: return Tensor.full((1,), start, dt, device)
+    iota = Tensor._wrap(UOp(Ops.IOTA, dtypes.float64 if dt == dtypes.float64 else dtypes.float32, (), steps), Device.canonicalize(device))
+    return (iota * ((stop - start) / (steps - 1)) + start).cast(dt)
+  @staticmethod
+  def eye(n: int, m: int | None = None, dtype=None, device=None, **kw) -> Tensor:
+    m = n if m is None else m
+    if n < 0 or m < 0: raise ValueError(f"eye: sizes must be non-negative, got n={n}, m={m}")
+    r, c = Tensor.arange(n, device=device).reshape(n, 1), Tensor.arange(m, device=device).reshape(1, m)
+    out = (r == c).cast(to_dtype(dtype) if dtype is not None else dtypes.default_float)
+    out.requires_grad = kw.get("requires_grad")
+    return out
+
+  # random numbers: a counter-based hash of (seed, call counter, element index) computed in a kernel
+  @staticmethod
+  def manual_seed(seed: int = 0) -> None: Tensor._seed, Tensor._rng_counter = seed, 0
+  @staticmethod
+  def _random_bits(shape: tuple[int, ...], device: str | None) -> Tensor:
+    import numpy as np
+    Tensor._rng_counter += 1
+    device = Device.canonicalize(device)
+    key = np.array([(Tensor._seed * 0x9E3779B1 + 0x85EBCA6B) & 0xFFFFFFFF, Tensor._rng_counter & 0xFFFFFFFF], dtype=np.uint32)
+    keys = Tensor(key, device=device)
+    n = prod(shape)
+    idx = Tensor._wrap(UOp(Ops.IOTA, dtypes.uint32, (), n), device)
+    k0, k1 = keys[0].reshape(1).expand(n), keys[1].reshape(1).expand(n)
+    return _mix32(_mix32(idx ^ k0) + k1 * 0x2545F491 ^ k0).reshape(shape)
+  @staticmethod
+  def rand(*shape, dtype=None, device=None, **kw) -> Tensor:
+    shape = _shape_arg(shape)
+    dt = to_dtype(dtype) if dtype is not None else dtypes.default_float
+    out = ((Tensor._random_bits(shape, device) >> 8).cast(dtypes.float32) * (1.0 / (1 << 24))).cast(dt)
+    out.requires_grad = kw.get("requires_grad")
+    return out
+  def rand_like(self, **kw) -> Tensor: return Tensor.rand(self.shape, dtype=kw.pop("dtype", self.dtype), device=kw.pop("device", self.device), **kw)
+  @staticmethod
+  def randn(*shape, dtype=None, device=None, **kw) -> Tensor:
+    shape = _shape_arg(shape)
+    u = Tensor.rand((2,) + shape, dtype=dtypes.float32, device=device)
+    # Box-Muller: sqrt(-2 ln(1-u1)) * cos(2 pi u2); 1-u1 lies in (0, 1]
+    out = ((1 - u[0]).log() * -2).sqrt() * (u[1] * (2 * math.pi)).cos()
+    out = out.cast(to_dtype(dtype) if dtype is not None else dtypes.default_float)
+    out.requires_grad = kw.get("requires_grad")
+    return out
+  def randn_like(self, **kw) -> Tensor: return Tensor.randn(self.shape, dtype=kw.pop("dtype", self.dtype), device=kw.pop("device", self.device), **kw)
+  @staticmethod
+  def randint(*shape, low: int = 0, high: int = 10, dtype=dtypes.int32, device=None) -> Tensor:
+    if high <= low: raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+    shape = _shape_arg(shape)
+    return (Tensor.rand(shape, dtype=dtypes.float64, device=device) * (high - low)).floor().cast(to_dtype(dtype)) + low
+  @staticmethod
+  def uniform(*shape, low: float = 0.0, high: float = 1.0, dtype=None, device=None, **kw) -> Tensor:
+    dt = to_dtype(dtype) if dtype is not None else dtypes.default_float
+    out = (Tensor.rand(*shape, dtype=dtypes.float32, device=device) * (high - low) + low).cast(dt)
+    out.requires_grad = kw.get("requires_grad")
+    return out
+  @staticmethod
+  def normal(*shape, mean: float = 0.0, std: float = 1.0, dtype=None, device=None, **kw) -> Tensor:
+    out = (std * Tensor.randn(*shape, dtype=dtype, device=device)) + mean
+    out.requires_grad = kw.get("requires_grad")
+    return out
+  @staticmethod
+  def scaled_uniform(*shape, **kw) -> Tensor:
+    return Tensor.uniform(*shape, low=-1.0, high=1.0, **kw).mul(prod(_shape_arg(shape)) ** -0.5)
+  @staticmethod
+  def glorot_uniform(*shape, **kw) -> Tensor:
+    s = _shape_arg(shape)
+    return Tensor.uniform(*shape, low=-1.0, high=1.0, **kw).mul((6 / (s[0] + prod(s[1:]))) ** 0.5)
+  @staticmethod
+  def kaiming_uniform(*shape, a: float = 0.01, **kw) -> Tensor:
+    s = _shape_arg(shape)
+    bound = math.sqrt(3.0) * math.sqrt(2.0 / (1 + a ** 2)) / math.sqrt(prod(s[1:]))
+    return Tensor.uniform(*shape, low=-bound, high=bound, **kw)
+  @staticmethod
+  def kaiming_normal(*shape, a: float = 0.01, **kw) -> Tensor:
+    s = _shape_arg(shape)
+    std = math.sqrt(2.0 / (1 + a ** 2)) / math.sqrt(prod(s[1:]))
+    return Tensor.normal(*shape, mean=0.0, std=std, **kw)
+
+  # ---------------------------------------------------------------- movement (views: never copy)
+  def _axis(self, op: str, axis: int, ndim: int | None = None) -> int:
+    nd = self.ndim if ndim is None else ndim
+    if not isinstance(axis, int): raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__}")
+    if not -max(nd, 1) <= axis < max(nd, 1): raise IndexError(f"{op}: axis {axis} is out of range for shape {self.shape} (valid: {-max(nd, 1)}..{max(nd, 1) - 1})")
+    return axis + nd if axis < 0 else axis
+  def reshape(self, shape, *args) -> Tensor:
+    shape = tuple(self.shape[i] if s is None else s for i, s in enumerate(_shape_arg((shape,) + args)))
+    if sum(1 for s in shape if s == -1) > 1: raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
+    if any(not isinstance(s, int) or s < -1 for s in shape): raise ValueError(f"reshape: invalid shape {shape}")
+    if -1 in shape:
+      known = prod(s for s in shape if s != -1)
+      if known == 0 or self.numel() % known: raise ValueError(f"reshape: cannot reshape {self.shape} ({self.numel()} elements) to {shape}")
+      shape = tuple(self.numel() // known if s == -1 else s for s in shape)
+    if prod(shape) != self.numel():
+      raise ValueError(f"reshape: cannot reshape {self.shape} ({self.numel()} elements) to {shape} ({prod(shape)} elements)")
+    return self if shape == self.shape else self._new(UOp(Ops.RESHAPE, self.dtype, (self.uop,), shape))
+  def view(self, shape, *args) -> Tensor: return self.reshape(shape, *args)
+  def permute(self, order, *args) -> Tensor:
+    order = tuple(self._axis("permute", a) for a in _shape_arg((order,) + args))
+    if sorted(order) != list(range(self.ndim)): raise ValueError(f"permute: {order} is not a permutation of the {self.ndim} axes of {self.shape}")
+    return self if order == tuple(range(self.ndim)) else self._new(UOp(Ops.PERMUTE, self.dtype, (self.uop,), order))
+  def expand(self, shape, *args) -> Tensor:
+    shape = _shape_arg((shape,) + args)
+    if len(shape) < self.ndim: raise ValueError(f"expand: cannot expand {self.shape} to fewer dimensions {shape}")
+    src = (1,) * (len(shape) - self.ndim) + self.shape
+    new = tuple(s if n == -1 else n for s, n in zip(src, shape))
+    for s, n in zip(src, new):
+      if s != n and s != 1: raise ValueError(f"expand: cannot expand {self.shape} to {shape}: only size-1 dimensions can grow")
+    x = self.reshape(src) if src != self.shape else self
+    return x if new == x.shape else x._new(UOp(Ops.EXPAND, self.dtype, (x.uop,), new))
+  def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
+    return self if self.shape == shape else self.expand(shape)
+  def shrink(self, arg) -> Tensor:
+    if len(arg) != self.ndim: raise ValueError(f"shrink: {len(arg)} ranges for {self.ndim} dims of {self.shape}")
+    arg = tuple((0, s) if a is None else tuple(a) for a, s in zip(arg, self.shape))
+    for (b, e), s in zip(arg, self.shape):
+      if not 0 <= b <= e <= s: raise ValueError(f"shrink: range {(b, e)} does not fit in a dimension of size {s} (shape {self.shape})")
+    if all(a == (0, s) for a, s in zip(arg, self.shape)): return self
+    return self._new(UOp(Ops.SHRINK, self.dtype, (self.uop,), arg))
+  def pad(self, padding, mode: str = "constant", value: ConstType = 0.0) -> Tensor:
+    if mode != "constant": raise NotImplementedError(f"pad: mode {mode!r} is not supported (only 'constant')")
+    if all(isinstance(p, int) for p in padding):  # torch style: (left, right, top, bottom, ...) from the last dim
+      if len(padding) % 2 or len(padding) // 2 > self.ndim: raise ValueError(f"pad: flat padding {padding} needs pairs for at most {self.ndim} dims")
+      pairs = [(0, 0)] * (self.ndim - len(padding) // 2) + [tuple(padding[i:i + 2]) for i in range(0, len(padding), 2)][::-1]
+    else:
+      if len(padding) != self.ndim: raise ValueError(f"pad: {len(padding)} (before, after) pairs for {self.ndim} dims of {self.shape}")
+      pairs = [(0, 0) if p is None else tuple(p) for p in padding]
+    # negative padding crops
+    x = self.shrink(tuple((max(0, -b), s - max(0, -a)) for (b, a), s in zip(pairs, self.shape)))
+    pos = tuple((max(0, b), max(0, a)) for b, a in pairs)
+    if all(p == (0, 0) for p in pos): return x
+    out = x._new(UOp(Ops.PAD, x.dtype, (x.uop,), pos))
+    if value == 0: return out
+    mask = Tensor.full(x.shape, True, dtypes.bool, x.device).pad(pos)
+    return mask.where(out, value)
+  def flip(self, axis, *args) -> Tensor:
+    axes = {self._axis("flip", a) for a in _shape_arg((axis,) + args)}
+    return self._new(UOp(Ops.FLIP, self.dtype, (self.uop,), tuple(i in axes for i in range(self.ndim)))) if axes else self
+  def squeeze(self, dim: int | None = None) -> Tensor:
+    if dim is None: return self.reshape(tuple(s for s in self.shape if s != 1))
+    d = self._axis("squeeze", dim)
+    return self if not self.shape or self.shape[d] != 1 else self.reshape(self.shape[:d] + self.shape[d + 1:])
+  def unsqueeze(self, dim: int) -> Tensor:
+    d = self._axis("unsqueeze", dim, self.ndim + 1)
+    return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+  def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    if not self.shape: return self.reshape(1)
+    s, e = self._axis("flatten", start_dim), self._axis("flatten", end_dim)
+    return self.reshape(self.shape[:s] + (prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
+  def unflatten(self, dim: int, sizes: tuple[int, ...]) -> Tensor:
+    d = self._axis("unflatten", dim)
+    return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d + 1:])
+  def transpose(self, dim0: int = 1, dim1: int = 0) -> Tensor:
+    if self.ndim < 2 and (dim0, dim1) == (1, 0): return self
+    order = list(range(self.ndim))
+    a, b = self._axis("transpose", dim0), self._axis("transpose", dim1)
+    order[a], order[b] = order[b], order[a]
+    return self.permute(order)
+  def _stride(self, dim: int, step: int) -> Tensor:
+    """Every step-th element along dim, starting at 0."""
+    if step == 1: return self
+    n = ceildiv(self.shape[dim], step)
+    x = self.pad(tuple((0, n * step - s) if i == dim else (0, 0) for i, s in enumerate(self.shape)))
+    x = x.reshape(self.shape[:dim] + (n, step) + self.shape[dim + 1:])
+    x = x.shrink(tuple((0, 1) if i == dim + 1 else None for i in range(x.ndim)))
+    return x.reshape(self.shape[:dim] + (n,) + self.shape[dim + 1:])
+
+  def __getitem__(self, indices) -> Tensor:
+    if not isinstance(indices, tuple): indices = (indices,)
+    if any(isinstance(i, (Tensor, list)) for i in indices): return self._getitem_advanced(indices)
+    n_real = sum(1 for i in indices if i is not None and i is not Ellipsis)
+    if sum(1 for i in indices if i is Ellipsis) > 1: raise IndexError("getitem: an index can only have a single ellipsis")
+    if n_real > self.ndim: raise IndexError(f"getitem: too many indices ({n_real}) for a tensor of shape {self.shape}")
+    if Ellipsis in indices:
+      e = indices.index(Ellipsis)
+      indices = indices[:e] + (slice(None),) * (self.ndim - n_real) + indices[e + 1:]
+    else: indices = indices + (slice(None),) * (self.ndim - n_real)
+    x, dim, final = self, 0, []
+    for ix in indices:
+      if ix is None: final.append(1); continue
+      s = x.shape[dim]
+      if isinstance(ix, bool) or not isinstance(ix, (int, slice)):
+        try: ix = int(ix)  # numpy integers
+        except TypeError: raise IndexError(f"getitem: unsupported index {ix!r} (use ints, slices, None, ..., or Tensors)") from None
+      if isinstance(ix, int):
+        if not -s <= ix < s: raise IndexError(f"getitem: index {ix} is out of bounds for dimension {dim} with size {s} (shape {self.shape})")
+        ix = ix + s if ix < 0 else ix
+        x = x.shrink(tuple((ix, ix + 1) if i == dim else None for i in range(x.ndim)))
+      else:
+        start, stop, step = ix.indices(s)
+        n = len(range(start, stop, step))
+        if step < 0:
+          x = x.flip(dim)
+          start, step = s - 1 - start, -step
+        rng = (start, start + (n - 1) * step + 1) if n else (0, 0)
+        x = x.shrink(tuple(rng if i == dim else None for i in range(x.ndim)))
+        if n: x = x._stride(dim, step)
+        final.append(x.shape[dim])
+      dim += 1
+    # drop integer-indexed dims, insert None dims
+    shape_out, d = [], 0
+    for ix in indices:
+      if ix is None: shape_out.append(1)
+      elif isinstance(ix, slice): shape_out.append(x.shape[d]); d += 1
+      else: d += 1
+    return x.reshape(tuple(shape_out))
+
+  def _getitem_advanced(self, indices) -> Tensor:
+    if len(indices) != 1: raise NotImplementedError("getitem: only a single Tensor index is supported")
+    idx = indices[0] if isinstance(indices[0], Tensor) else Tensor(indices[0], device=self.device)
+    if not dtypes.is_int(idx.dtype): raise IndexError(f"getitem: tensor indices must be integers, got {idx.dtype}")
+    return self.gather_rows(idx)
+  def gather_rows(self, idx: Tensor) -> Tensor:
+    """self[idx] for an integer tensor idx selecting along dim 0 (one-hot reduction: a single kernel)."""
+    n = self.shape[0]
+    i = idx.cast(dtypes.int32)
+    i = (i < 0).where(i + n, i)
+    onehot = i.reshape(idx.shape + (1,)) == Tensor.arange(n, device=self.device)
+    rest = self.shape[1:]
+    m = onehot.reshape(idx.shape + (n,) + (1,) * len(rest))
+    return m.where(self.reshape((1,) * idx.ndim + self.shape), 0).sum(idx.ndim, dtype=self.dtype) if n else \
+      Tensor.zeros(idx.shape + rest, dtype=self.dtype, device=self.device)
+
+  @staticmethod
+  def _cat_check(op: str, tensors: Sequence[Tensor], dim: int) -> None:
+    t0 = tensors[0]
+    for t in tensors[1:]:
+      if t.ndim != t0.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, t0.shape)) if i != dim):
+        raise ValueError(f"{op}: shapes {t0.shape} and {t.shape} must match except in dimension {dim}")
+  def cat(self, *args: Tensor, dim: int = 0) -> Tensor:
+    tensors = [self, *args]
+    if self.ndim == 0: raise ValueError("cat: zero-dimensional tensors cannot be concatenated")
+    dim = self._axis("cat", dim)
+    Tensor._cat_check("cat", tensors, dim)
+    dt = least_upper_dtype(*(t.dtype for t in tensors))
+    total, offs = sum(t.shape[dim] for t in tensors), list(itertools.accumulate([0] + [t.shape[dim] for t in tensors]))
+    out: Tensor | None = None
+    for t, o in zip(tensors, offs):
+      pads = tuple((o, total - o - t.shape[dim]) if i == dim else (0, 0) for i in range(self.ndim))
+      p = t.cast(dt).pad(pads)
+      if out is None: out = p; continue
+      mask = Tensor.full(t.shape, True, dtypes.bool, t.device).pad(pads)
+      out = mask.where(p, out)
+    return out
+  @staticmethod
+  def stack(*args, dim: int = 0) -> Tensor:
+    tensors = list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args)
+    if not tensors: raise ValueError("stack: expects at least one tensor")
+    d = tensors[0]._axis("stack", dim, tensors[0].ndim + 1)
+    for t in tensors[1:]:
+      if t.shape != tensors[0].shape: raise ValueError(f"stack: all tensors must have the same shape, got {tensors[0].shape} and {t.shape}")
+    return tensors[0].unsqueeze(d).cat(*[t.unsqueeze(d) for t in tensors[1:]], dim=d)
+  def repeat(self, repeats, *args) -> Tensor:
+    reps = _shape_arg((repeats,) + args)
+    if len(reps) < self.ndim: raise ValueError(f"repeat: {len(reps)} repeats for {self.ndim} dims")
+    base = (1,) * (len(reps) - self.ndim) + self.shape
+    x = self.reshape(tuple(v for b in base for v in (1, b)))
+    x = x.expand(tuple(v for r, b in zip(reps, base) for v in (r, b)))
+    return x.reshape(tuple(r * b for r, b in zip(reps, base)))
+  def split(self, sizes: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
+    dim = self._axis("split", dim)
+    if isinstance(sizes, int): sizes = [min(sizes, self.shape[dim] - i) for i in range(0, max(1, self.shape[dim]), max(1, sizes))]
+    if sum(sizes) != self.shape[dim]: raise ValueError(f"split: sizes {list(sizes)} do not add up to {self.shape[dim]}")
+    offs = list(itertools.accumulate([0] + list(sizes)))
+    return tuple(self.shrink(tuple((offs[i], offs[i + 1]) if d == dim else None for d in range(self.ndim))) for i in range(len(sizes)))
+  def chunk(self, chunks: int, dim: int = 0) -> list[Tensor]:
+    dim = self._axis("chunk", dim)
+    return list(self.split(ceildiv(self.shape[dim], chunks) if self.shape[dim] else 1, dim))
+
+  # ---------------------------------------------------------------- elementwise
+  def _unary(self, op: Ops) -> Tensor: return self._new(UOp(op, self.dtype, (self.uop,)))
+  def _const_like(self, v: ConstType, dtype: DType | None = None) -> Tensor:
+    return Tensor.full(self.shape, v, dtype or self.dtype, self.device)
+  def _broadcasted(self, y, reverse: bool = False, op: str = "op", match_dtype: bool = True) -> tuple[Tensor, Tensor]:
+    x: Tensor = self
+    if not isinstance(y, Tensor):
+      if isinstance(y, UOp): raise TypeError(f"{op}: cannot combine a Tensor with a UOp")
+      if not isinstance(y, (bool, int, float)):
+        import numpy as np
+        if isinstance(y, (list, tuple, np.ndarray)): y = Tensor(y, device=self.device)
+        elif isinstance(y, np.generic): y = y.item()
+        else: raise TypeError(f"{op}: unsupported operand type {type(y).__name__}")
+    if not isinstance(y, Tensor):
+      # python scalars are weak: they take the tensor's dtype unless a float meets an int/bool tensor
+      if dtypes.is_float(x.dtype) or (dtypes.is_int(x.dtype) and isinstance(y, int) and not isinstance(y, bool)): ydt = x.dtype
+      elif x.dtype == dtypes.bool and isinstance(y, bool): ydt = dtypes.bool
+      else: ydt = dtypes.from_py(y)
+      y = Tensor._wrap(UOp.const(ydt, y), x.device)
+    if x.device != y.device: raise RuntimeError(f"{op}: tensors are on different devices {x.device} and {y.device}")
+    if match_dtype and x.dtype != y.dtype:
+      dt = least_upper_dtype(x.dtype, y.dtype)
+      x, y = x.cast(dt), y.cast(dt)
+    if reverse: x, y = y, x
+    if x.shape != y.shape:
+      shape = _broadcast_shape(op, x.shape, y.shape)
+      x, y = x._broadcast_to(shape), y._broadcast_to(shape)
+    return x, y
+  def _binop(self, op: Ops, y, reverse: bool = False, name: str = "op") -> Tensor:
+    a, b = self._broadcasted(y, reverse, name)
+    return a._new(UOp(op, dtypes.bool if op in (Ops.CMPLT, Ops.CMPNE) else a.dtype, (a.uop, b.uop)))
+
+  def add(self, x, reverse=False) -> Tensor: return self._binop(Ops.ADD, x, reverse, "add")
+  def mul(self, x, reverse=False) -> Tensor: return self._binop(Ops.MUL, x, reverse, "mul")
+  def sub(self, x, reverse=False) -> Tensor:
+    a, b = self._broadcasted(x, reverse, "sub")
+    if a.dtype == dtypes.bool: raise TypeError("sub: subtracting booleans is not supported; use logical_xor or ^ instead")
+    return a + (-b)
+  def div(self, x, reverse=False, rounding_mode: str | None = None) -> Tensor:
+    if rounding_mode == "trunc": return self._int_div(x, reverse, floor=False)
+    if rounding_mode == "floor": return self._int_div(x, reverse, floor=True)
+    a, b = self._broadcasted(x, reverse, "div")
+    if not dtypes.is_float(a.dtype): a, b = a.cast(least_upper_float(a.dtype)), b.cast(least_upper_float(b.dtype))
+    return a._new(UOp(Ops.FDIV, a.dtype, (a.uop, b.uop)))
+  def _int_div(self, x, reverse: bool, floor: bool) -> Tensor:
+    a, b = self._broadcasted(x, reverse, "floordiv")
+    if dtypes.is_float(a.dtype):
+      q = a.div(b)
+      return q.floor() if floor else q.trunc()
+    q = a._new(UOp(Ops.IDIV, a.dtype, (a.uop, b.uop)))
+    if not floor or dtypes.is_unsigned(a.dtype): return q
+    # floor division from C division: step down when the remainder is non-zero and the signs differ
+    r = a._new(UOp(Ops.MOD, a.dtype, (a.uop, b.uop)))
+    return ((r != 0) & ((r < 0) != (b < 0))).where(q - 1, q)
+  def idiv(self, x, reverse=False) -> Tensor: return self._int_div(x, reverse, floor=False)
+  def mod(self, x, reverse=False) -> Tensor:
+    """Remainder with the sign of the divisor (Python's %)."""
+    a, b = self._broadcasted(x, reverse, "mod")
+    if dtypes.is_float(a.dtype): return a - b * (a / b).floor()
+    r = a._new(UOp(Ops.MOD, a.dtype, (a.uop, b.uop)))
+    if dtypes.is_unsigned(a.dtype): return r
+    return ((r != 0) & ((r < 0) != (b < 0))).where(r + b, r)
+  def fmod(self, x) -> Tensor:
+    """Remainder with the sign of the dividend (C's fmod)."""
+    a, b = self._broadcasted(x, False, "fmod")
+    if dtypes.is_float(a.dtype): return a - b * (a / b).trunc()
+    return a._new(UOp(Ops.MOD, a.dtype, (a.uop, b.uop)))
+  def _bitwise(self, op: Ops, x, reverse: bool, name: str) -> Tensor:
+    a, b = self._broadcasted(x, reverse, name)
+    if dtypes.is_float(a.dtype): raise TypeError(f"{name}: not supported for {a.dtype} (needs an integer or bool dtype)")
+    return a._new(UOp(op, a.dtype, (a.uop, b.uop)))
+  def bitwise_and(self, x, reverse=False) -> Tensor: return self._bitwise(Ops.AND, x, reverse, "bitwise_and")
+  def bitwise_or(self, x, reverse=False) -> Tensor: return self._bitwise(Ops.OR, x, reverse, "bitwise_or")
+  def bitwise_xor(self, x, reverse=False) -> Tensor: return self._bitwise(Ops.XOR, x, reverse, "bitwise_xor")
+  def bitwise_not(self) -> Tensor:
+    if self.dtype == dtypes.bool: return self.logical_not()
+    if dtypes.is_float(self.dtype): raise TypeError(f"bitwise_not: not supported for {self.dtype}")
+    return self ^ -1 if not dtypes.is_unsigned(self.dtype) else self ^ dtypes.max(self.dtype)
+  def lshift(self, x, reverse=False) -> Tensor: return self._bitwise(Ops.SHL, x, reverse, "lshift")
+  def rshift(self, x, reverse=False) -> Tensor: return self._bitwise(Ops.SHR, x, reverse, "rshift")
+  def logical_not(self) -> Tensor: return self._new(UOp(Ops.CMPNE, dtypes.bool, (self.cast(dtypes.bool).uop, UOp.const(dtypes.bool, True)))) if self.shape == () else \
+    self.cast(dtypes.bool) != True  # noqa: E712
+  def maximum(self, x) -> Tensor: return self._binop(Ops.MAX, x, False, "maximum")
+  def minimum(self, x) -> Tensor:
+    a, b = self._broadcasted(x, False, "minimum")
+    if dtypes.is_float(a.dtype): return -((-a).maximum(-b))
+    return (a < b).where(a, b)
+  def where(self, x, y) -> Tensor:
+    cond = self.cast(dtypes.bool)
+    if isinstance(x, Tensor) or not isinstance(y, Tensor): x, y = (x if isinstance(x, Tensor) else Tensor._wrap(UOp.const(dtypes.from_py(x), x), self.device))._broadcasted(y, False, "where")
+    else: y, x = y._broadcasted(x, False, "where")
+    shape = _broadcast_shape("where", cond.shape, x.shape)
+    cond, x, y = cond._broadcast_to(shape), x._broadcast_to(shape), y._broadcast_to(shape)
+    return x._new(UOp(Ops.WHERE, x.dtype, (cond.uop, x.uop, y.uop)))
+  def masked_fill(self, mask: Tensor, value) -> Tensor: return mask.where(value, self)
+
+  def __neg__(self) -> Tensor: return self.logical_not() if self.dtype == dtypes.bool else self._unary(Ops.NEG)
+  def neg(self) -> Tensor: return -self
+  def __add__(self, x): return self.add(x)
+  def __radd__(self, x): return self.add(x, True)
+  def __sub__(self, x): return self.sub(x)
+  def __rsub__(self, x): return self.sub(x, True)
+  def __mul__(self, x): return self.mul(x)
+  def __rmul__(self, x): return self.mul(x, True)
+  def __truediv__(self, x): return self.div(x)
+  def __rtruediv__(self, x): return self.div(x, True)
+  def __floordiv__(self, x): return self._int_div(x, False, floor=True)
+  def __rfloordiv__(self, x): return self._int_div(x, True, floor=True)
+  def __mod__(self, x): return self.mod(x)
+  def __rmod__(self, x): return self.mod(x, True)
+  def __pow__(self, x): return self.pow(x)
+  def __rpow__(self, x): return self.pow(x, True)
+  def __matmul__(self, x): return self.matmul(x)
+  def __rmatmul__(self, x): return self.matmul(x, True)
+  def __and__(self, x): return self.bitwise_and(x)
+  def __rand__(self, x): return self.bitwise_and(x, True)
+  def __or__(self, x): return self.bitwise_or(x)
+  def __ror__(self, x): return self.bitwise_or(x, True)
+  def __xor__(self, x): return self.bitwise_xor(x)
+  def __rxor__(self, x): return self.bitwise_xor(x, True)
+  def __lshift__(self, x): return self.lshift(x)
+  def __rshift__(self, x): return self.rshift(x)
+  def __invert__(self): return self.bitwise_not()
+  def __abs__(self): return self.abs()
+  def __lt__(self, x): return self._binop(Ops.CMPLT, x, False, "lt")
+  def __gt__(self, x): return self._binop(Ops.CMPLT, x, True, "gt")
+  def __ne__(self, x): return self._binop(Ops.CMPNE, x, False, "ne")  # type: ignore[override]
+  def __eq__(self, x): return (self != x).logical_not()  # type: ignore[override]
+  def __le__(self, x):
+    a, b = self._broadcasted(x, False, "le")
+    return (b < a).logical_not() if not dtypes.is_float(a.dtype) else (a < b) | (a == b)
+  def __ge__(self, x):
+    a, b = self._broadcasted(x, False, "ge")
+    return (a < b).logical_not() if not dtypes.is_float(a.dtype) else (b < a) | (a == b)
+  def __iadd__(self, x): return self._inplace(self + x)
+  def __isub__(self, x): return self._inplace(self - x)
+  def __imul__(self, x): return self._inplace(self * x)
+  def __itruediv__(self, x): return self._inplace(self / x)
+  def _inplace(self, new: Tensor) -> Tensor:
+    if new.shape != self.shape: raise ValueError(f"in-place op: result shape {new.shape} differs from {self.shape}")
+    self.uop = new.cast(self.dtype).uop
+    return self
+  def eq(self, x) -> Tensor: return self == x
+  def ne(self, x) -> Tensor: return self != x
+  def lt(self, x) -> Tensor: return self < x
+  def gt(self, x) -> Tensor: return self > x
+  def le(self, x) -> Tensor: return self <= x
+  def ge(self, x) -> Tensor: return self >= x
+
+  def _float(self) -> Tensor: return self if dtypes.is_float(self.dtype) else self.cast(least_upper_float(self.dtype))
+  def exp2(self) -> Tensor: return self._float()._unary(Ops.EXP2)
+  def exp(self) -> Tensor: return (self._float() * (1 / math.log(2)))._unary(Ops.EXP2)
+  def log2(self) -> Tensor: return self._float()._unary(Ops.LOG2)
+  def log(self) -> Tensor: return self.log2() * math.log(2)
+  def log10(self) -> Tensor: return self.log2() * (math.log(2) / math.log(10))
+  def sqrt(self) -> Tensor: return self._float()._unary(Ops.SQRT)
+  def rsqrt(self) -> Tensor: return self.sqrt().reciprocal()
+  def sin(self) -> Tensor: return self._float()._unary(Ops.SIN)
+  def cos(self) -> Tensor: return ((math.pi / 2) - self._float()).sin()
+  def tan(self) -> Tensor: return self.sin() / self.cos()
+  def reciprocal(self) -> Tensor: return self._float()._unary(Ops.RECIPROCAL)
+  def trunc(self) -> Tensor: return self if not dtypes.is_float(self.dtype) else self._unary(Ops.TRUNC)
+  def floor(self) -> Tensor:
+    if not dtypes.is_float(self.dtype): return self
+    t = self.trunc()
+    return (self < t).where(t - 1, t)
+  def ceil(self) -> Tensor:
+    if not dtypes.is_float(self.dtype): return self
+    t = self.trunc()
+    return (self > t).where(t + 1, t)
+  def round(self) -> Tensor:
+    """Round half to even, as numpy and tinygrad."""
+    if not dtypes.is_float(self.dtype): return self
+    t = self.trunc()
+    frac = (self - t).abs()
+    odd = (t * 0.5).trunc() != t * 0.5
+    up = (frac > 0.5) | ((frac == 0.5) & odd)
+    return up.where(t + self.sign(), t)
+  def isnan(self) -> Tensor: return self != self
+  def isinf(self, detect_positive: bool = True, detect_negative: bool = True) -> Tensor:
+    return ((self == math.inf) & detect_positive) | ((self == -math.inf) & detect_negative)
+  def isfinite(self) -> Tensor: return (self.isinf() | self.isnan()).logical_not()
+  def abs(self) -> Tensor:
+    if dtypes.is_unsigned(self.dtype) or self.dtype == dtypes.bool: return self
+    return self.maximum(-self) if dtypes.is_float(self.dtype) else (self < 0).where(-self, self)
+  def sign(self) -> Tensor:
+    if self.dtype == dtypes.bool: return self
+    s = (self > 0).where(1, (self < 0).where(-1, 0)).cast(self.dtype)
+    return self.isnan().where(self, s) if dtypes.is_float(self.dtype) else s
+  def square(self) -> Tensor: return self * self
+  def clip(self, min_=None, max_=None) -> Tensor:
+    if min_ is None and max_ is None: raise ValueError("clip: at least one of min_ and max_ must be given")
+    x = self if min_ is None else self.maximum(min_)
+    return x if max_ is None else x.minimum(max_)
+  def clamp(self, min_=None, max_=None) -> Tensor: return self.clip(min_, max_)
+  def lerp(self, end: Tensor, weight) -> Tensor: return self + (end - self) * weight
+  def copysign(self, other) -> Tensor:
+    a, b = self._broadcasted(other, False, "copysign")
+    neg = (b < 0) | ((b == 0) & ((1 / b._float()) < 0))
+    return neg.where(-a.abs(), a.abs())
+  def logaddexp(self, other) -> Tensor:
+    a, b = self._broadcasted(other, False, "logaddexp")
+    m = a.maximum(b)
+    return m + ((a - m).exp() + (b - m).exp()).log()
+  def pow(self, x, reverse: bool = False) -> Tensor:
+    if not reverse and isinstance(x, (int, float)) and not isinstance(x, bool):
+      if x == 2: return self * self
+      if x == 1: return self + 0
+      if x == 0: return self.full_like(1)
+      if x == 0.5 and dtypes.is_float(self.dtype): return self.sqrt()
+      if x == -1 and dtypes.is_float(self.dtype): return self.reciprocal()
+      if isinstance(x, int) and x > 0 and not dtypes.is_float(self.dtype):  # exact integer power by squaring
+        out, base, e = None, self, x
+        while e:
+          if e & 1: out = base if out is None else out * base
+          e >>= 1
+          if e: base = base * base
+        return out
+    a, b = self._broadcasted(x, reverse, "pow")
+    out_dt = a.dtype
+    af, bf = a._float(), b._float()
+    r = (bf * af.abs().log2()).exp2()
+    is_int = bf.trunc() == bf
+    odd = is_int & ((bf * 0.5).trunc() != bf * 0.5)
+    r = (af < 0).where(is_int.where(odd.where(-r, r), math.nan), r)
+    r = ((bf == 0) | (af == 1)).where(1.0, r)
+    return r.cast(out_dt) if not dtypes.is_float(out_dt) else r
+
+  # activations
+  def relu(self) -> Tensor: return self.maximum(0)
+  def relu6(self) -> Tensor: return self.relu() - (self - 6).relu()
+  def sigmoid(self) -> Tensor: return (1 + (-self._float()).exp()).reciprocal()
+  def logsigmoid(self) -> Tensor: return -(-self).softplus()
+  def hardsigmoid(self, alpha: float = 1 / 6, beta: float = 0.5) -> Tensor: return (alpha * self + beta).relu() - (alpha * self + beta - 1).relu()
+  def tanh(self) -> Tensor: return 2.0 * (2.0 * self._float()).sigmoid() - 1.0
+  def sinh(self) -> Tensor: return (self.exp() - (-self).exp()) / 2
+  def cosh(self) -> Tensor: return (self.exp() + (-self).exp()) / 2
+  def atanh(self) -> Tensor: return ((1 + self) / (1 - self)).log() / 2
+  def asinh(self) -> Tensor: return (self + (self.square() + 1).sqrt()).log()
+  def acosh(self) -> Tensor: return (self + (self.square() - 1).sqrt()).log()
+  def elu(self, alpha: float = 1.0) -> Tensor: return self.relu() - alpha * (1 - self.exp()).relu()
+  def celu(self, alpha: float = 1.0) -> Tensor: return self.maximum(0) + (alpha * ((self / alpha).exp() - 1)).minimum(0)
+  def selu(self, alpha: float = 1.67326, gamma: float = 1.0507) -> Tensor: return gamma * (self >= 0).detach().where(self, alpha * (self.exp() - 1))
+  def swish(self) -> Tensor: return self * self.sigmoid()
+  def silu(self) -> Tensor: return self.swish()
+  def hardswish(self) -> Tensor: return self * (self + 3).relu6() * (1 / 6)
+  def hardtanh(self, min_val: float = -1, max_val: float = 1) -> Tensor: return self.clip(min_val, max_val)
+  def leaky_relu(self, neg_slope: float = 0.01) -> Tensor: return (self < 0).where(neg_slope * self, self)
+  def softplus(self, beta: float = 1) -> Tensor: return (1 / beta) * (self * beta).exp().add(1).log()  # TODO overflow-safe
+  def softsign(self) -> Tensor: return self / (1 + self.abs())
+  def mish(self) -> Tensor: return self * self.softplus().tanh()
+  def quick_gelu(self) -> Tensor: return self * (self * 1.702).sigmoid()
+  def gelu(self) -> Tensor: return 0.5 * self * (1 + (math.sqrt(2 / math.pi) * (self + 0.044715 * self * self * self)).tanh())
+  def erf(self) -> Tensor:
+    # Abramowitz and Stegun 7.1.26 (max error 1.5e-7)
+    t = 1.0 / (1.0 + 0.3275911 * self.abs())
+    y = 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * (-(self * self)).exp()
+    return self.sign() * y
+  def asin(self) -> Tensor: return (self / (1 - self * self).sqrt()).atan()
+  def acos(self) -> Tensor: return math.pi / 2 - self.asin()
+  def atan(self) -> Tensor:
+    # range reduction to |x| <= tan(pi/12), then an odd polynomial
+    x = self._float()
+    ax = x.abs()
+    inv = ax > 1
+    z = inv.where(1 / ax, ax)
+    red = z > 0.2679491924311227
+    w = red.where((z * 1.7320508075688772 - 1) / (z + 1.7320508075688772), z)
+    w2 = w * w
+    p = w * (1 + w2 * (-1 / 3 + w2 * (1 / 5 + w2 * (-1 / 7 + w2 * (1 / 9 - w2 / 11)))))
+    p = red.where(p + math.pi / 6, p)
+    p = inv.where(math.pi / 2 - p, p)
+    return x.sign() * p
+
+  # ---------------------------------------------------------------- casts
+  def cast(self, dtype) -> Tensor:
+    dt = to_dtype(dtype)
+    return self if dt == self.dtype else self._new(UOp(Ops.CAST, dt, (self.uop,)))
+  def bitcast(self, dtype) -> Tensor:
+    dt = to_dtype(dtype)
+    if dt.itemsize != self.dtype.itemsize: raise ValueError(f"bitcast: {self.dtype} -> {dt} needs equal itemsizes ({self.dtype.itemsize} != {dt.itemsize})")
+    if dtypes.bool in (dt, self.dtype): raise TypeError("bitcast: bool is not supported")
+    return self if dt == self.dtype else self._new(UOp(Ops.BITCAST, dt, (self.uop,)))
+  def float(self) -> Tensor: return self.cast(dtypes.float32)
+  def half(self) -> Tensor: return self.cast(dtypes.float16)
+  def double(self) -> Tensor: return self.cast(dtypes.float64)
+  def bfloat16(self) -> Tensor: return self.cast(dtypes.bfloat16)
+  def int(self) -> Tensor: return self.cast(dtypes.int32)
+  def long(self) -> Tensor: return self.cast(dtypes.int64)
+  def short(self) -> Tensor: return self.cast(dtypes.int16)
+  def bool(self) -> Tensor: return self.cast(dtypes.bool)
+
+  # ---------------------------------------------------------------- reductions
+  def _axes(self, op: str, axis) -> tuple[int, ...]:
+    if axis is None: return tuple(range(self.ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = tuple(sorted({self._axis(op, a) for a in axes}))
+    if len(out) != len(axes): raise ValueError(f"{op}: repeated axis in {axis}")
+    return out
+  def _reduce(self, op: Ops, axis, keepdim: bool, name: str) -> Tensor:
+    axes = self._axes(name, axis)
+    if self.ndim == 0: return self
+    ret = self._new(UOp(Ops.REDUCE, self.dtype, (self.uop,), ReduceArg(op, axes))) if axes else self
+    return ret if keepdim else ret.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
+  def sum(self, axis=None, keepdim: bool = False, dtype=None, acc_dtype=None) -> Tensor:
+    acc = to_dtype(acc_dtype or dtype) if (acc_dtype or dtype) is not None else sum_acc_dtype(self.dtype)
+    ret = self.cast(acc)._reduce(Ops.ADD, axis, keepdim, "sum")
+    if dtype is not None: return ret.cast(to_dtype(dtype))
+    return ret.cast(self.dtype) if acc_dtype is None and self.dtype in (dtypes.float16, dtypes.bfloat16) else ret
+  def prod(self, axis=None, keepdim: bool = False, dtype=None) -> Tensor:
+    return self.cast(to_dtype(dtype) if dtype is not None else self.dtype)._reduce(Ops.MUL, axis, keepdim, "prod")
+  def max(self, axis=None, keepdim: bool = False) -> Tensor:
+    if self.numel() == 0 and any(self.shape[a] == 0 for a in self._axes("max", axis)):
+      raise ValueError(f"max: cannot reduce over an empty dimension of shape {self.shape}")
+    return self._reduce(Ops.MAX, axis, keepdim, "max")
+  def _inverse(self) -> Tensor:
+    if dtypes.is_float(self.dtype): return -self
+    if self.dtype == dtypes.bool: return self.logical_not()
+    return ~self
+  def min(self, axis=None, keepdim: bool = False) -> Tensor: return self._inverse().max(axis, keepdim)._inverse()
+  def any(self, axis=None, keepdim: bool = False) -> Tensor: return self.bool()._reduce(Ops.MAX, axis, keepdim, "any")
+  def all(self, axis=None, keepdim: bool = False) -> Tensor: return self.logical_not().any(axis, keepdim).logical_not()
+  def mean(self, axis=None, keepdim: bool = False) -> Tensor:
+    out_dt = self.dtype if dtypes.is_float(self.dtype) else dtypes.float32
+    n = prod(self.shape[a] for a in self._axes("mean", axis))
+    s = self.cast(sum_acc_dtype(self.dtype)).sum(axis, keepdim)
+    return (s.cast(least_upper_float(s.dtype)) / n if n else s.cast(least_upper_float(s.dtype)) * math.nan).cast(out_dt)
+  def var(self, axis=None, keepdim: bool = False, correction: int = 1) -> Tensor:
+    sq = (self - self.mean(axis, keepdim=True)).square()
+    n = prod(self.shape[a] for a in self._axes("var", axis))
+    return sq.sum(axis, keepdim).div(max(0, n - correction))
+  def std(self, axis=None, keepdim: bool = False, correction: int = 1) -> Tensor: return self.var(axis, keepdim, correction).sqrt()
+  def var_mean(self, axis=None, keepdim: bool = False, correction: int = 1) -> tuple[Tensor, Tensor]:
+    return self.var(axis, keepdim, correction), self.mean(axis, keepdim)
+  def std_mean(self, axis=None, keepdim: bool = False, correction: int = 1) -> tuple[Tensor, Tensor]:
+    return self.std(axis, keepdim, correction), self.mean(axis, keepdim)
+  def argmax(self, axis=None, keepdim: bool = False) -> Tensor:
+    if axis is None: return self.flatten().argmax(0, keepdim=False).reshape((1,) * self.ndim if keepdim else ())
+    a = self._axis("argmax", axis)
+    n = self.shape[a]
+    if n == 0: raise ValueError(f"argmax: cannot reduce over an empty dimension of shape {self.shape}")
+    m = self == self.max(a, keepdim=True)
+    if dtypes.is_float(self.dtype): m = m | self.isnan()  # the first NaN wins, as numpy
+    rev = Tensor.arange(n, 0, -1, device=self.device).reshape((n,) + (1,) * (self.ndim - a - 1))
+    return (n - (m * rev).max(a, keepdim)).cast(dtypes.int32)
+  def argmin(self, axis=None, keepdim: bool = False) -> Tensor: return self._inverse().argmax(axis, keepdim)
+  def softmax(self, axis: int = -1, dtype=None) -> Tensor:
+    x = self.cast(to_dtype(dtype)) if dtype is not None else self._float()
+    m = x - x.max(axis, keepdim=True).detach()
+    e = m.exp()
+    return e / e.sum(axis, keepdim=True)
+  def log_softmax(self, axis: int = -1, dtype=None) -> Tensor:
+    x = self.cast(to_dtype(dtype)) if dtype is not None else self._float()
+    m = x - x.max(axis, keepdim=True).detach()
+    return m - m.exp().sum(axis, keepdim=True).log()
+  def logsumexp(self, axis=None, keepdim: bool = False) -> Tensor:
+    m = self.max(axis, keepdim=True).detach()
+    out = (self - m).exp().sum(axis, keepdim=True).log() + m
+    return out if keepdim else out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in self._axes("logsumexp", axis)))
+
+  # ---------------------------------------------------------------- matmul
+  def dot(self, w: Tensor, dtype=None) -> Tensor:
+    x = self
+    if not isinstance(w, Tensor): w = Tensor(w, device=self.device)
+    if x.ndim == 0 or w.ndim == 0: raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes {x.shape} and {w.shape}")
+    k1, k2 = x.shape[-1], w.shape[-2] if w.ndim > 1 else w.shape[0]
+    if k1 != k2: raise ValueError(f"matmul: cannot multiply shapes {x.shape} and {w.shape}: the inner dimensions {k1} and {k2} differ")
+    xs = x.reshape(1, k1) if x.ndim == 1 else x
+    ws = w.reshape(k2, 1) if w.ndim == 1 else w
+    try: batch = _broadcast_shape("matmul", xs.shape[:-2], ws.shape[:-2])
+    except ValueError: raise ValueError(f"matmul: cannot multiply shapes {x.shape} and {w.shape}: batch dimensions {xs.shape[:-2]} and {ws.shape[:-2]} do not broadcast") from None
+    n, m = xs.shape[-2], ws.shape[-1]
+    a = xs.reshape(xs.shape[:-1] + (1, k1))
+    b = ws.transpose(-1, -2).reshape(ws.shape[:-2] + (1, m, k1))
+    out = (a * b).sum(-1, dtype=dtype)
+    if x.ndim == 1: out = out.squeeze(-2)
+    if w.ndim == 1: out = out.squeeze(-1)
+    return out
+  def matmul(self, x: Tensor, reverse: bool = False, dtype=None) -> Tensor:
+    return x.dot(self, dtype) if reverse else self.dot(x, dtype)
+
+  # ---------------------------------------------------------------- functional nn (the parts issue 3 needs)
+  def linear(self, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    x = self.mul(weight) if weight.ndim == 1 else self.dot(weight)
+    return x.add(bias) if bias is not None else x
+  def sequential(self, ll: list[Callable[[Tensor], Tensor]]) -> Tensor:
+    x = self
+    for f in ll: x = f(x)
+    return x
+
+def _mix32(x: Tensor) -> Tensor:
+  """An invertible 32-bit integer hash (xorshift-multiply), applied elementwise in a kernel."""
+  x = x ^ (x >> 16)
+  x = x * 0x7FEB352D
+  x = x ^ (x >> 15)
+  x = x * 0x846CA68B
+  return x ^ (x >> 16)
+
+def _buffer_uop(buf: Buffer, shape: tuple[int, ...]) -> UOp:
+  b = UOp(Ops.BUFFER, buf.dtype, (), BufferRef(buf.size, buf.device, buf))
+  return b if shape == (buf.size,) else UOp(Ops.RESHAPE, buf.dtype, (b,), shape)
+
+def _is_buffer(u: UOp) -> bool:
+  return u.op is Ops.BUFFER or (u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER)
+
+def _from_numpy(arr, device: str) -> UOp:
+  import numpy as np
+  dt = _np_to_dtype(arr)
+  arr = np.ascontiguousarray(arr)
+  return _buffer_uop(Buffer(device, arr.size, dt).copyin(arr), arr.shape)
+
+def _from_list(data, device: str, dtype: DType | None) -> UOp:
+  import numpy as np
+  shape: list[int] = []
+  def infer(x, d):
+    if isinstance(x, (list, tuple)):
+      if len(shape) <= d: shape.append(len(x))
+      elif shape[d] != len(x): raise ValueError(f"Tensor: ragged nested list: a list at depth {d} has length {len(x)}, expected {shape[d]}")
+      for v in x: infer(v, d + 1)
+    elif len(shape) > d: raise ValueError(f"Tensor: ragged nested list: a scalar at depth {d}, expected a list of length {shape[d]}")
+    elif isinstance(x, Tensor): raise TypeError("Tensor: a list of Tensors is not supported; use Tensor.stack")
+  infer(data, 0)
+  dt = dtype or dtypes.from_py(data)
+  try: arr = np.array(data, dtype=to_np_dtype(dt) if dt != dtypes.bfloat16 else np.float32)
+  except (ValueError, TypeError) as e: raise ValueError(f"Tensor: cannot build a tensor from this nested list ({e})") from None
+  if arr.shape != tuple(shape): raise ValueError(f"Tensor: ragged nested list (shape {tuple(shape)} expected)")
+  uop = _from_numpy(arr, device)
+  return uop.cast(dt) if uop.dtype != dt else uop

@@ -1,0 +1,252 @@
+"""The UOp IR: one immutable, hash-consed node type for Tensor graphs and kernel graphs alike.
+
+Building the same (op, dtype, src, arg) twice returns the same object, so structural equality is identity,
+dict keys are cheap and common-subexpression elimination is free.
+"""
+from __future__ import annotations
+import math, struct, weakref
+from dataclasses import dataclass
+from enum import Enum, auto
+from typing import Any, Callable
+from tinygrad.dtype import DType, dtypes, ConstType, truncate
+from tinygrad.helpers import prod
+
+class Ops(Enum):
+  # tensor-level leaves and data
+  BUFFER = auto(); CONST = auto(); IOTA = auto(); CONTIGUOUS = auto(); COPY = auto(); ASSIGN = auto()
+  DETACH = auto(); CONTIGUOUS_BACKWARD = auto()
+  # movement (never executed: lowered to index arithmetic)
+  RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto()
+  # reduce (tensor level: arg ReduceArg; kernel level: src = (value, *ranges), arg the op)
+  REDUCE = auto()
+  # unary
+  EXP2 = auto(); LOG2 = auto(); SIN = auto(); SQRT = auto(); RECIPROCAL = auto(); TRUNC = auto(); NEG = auto()
+  CAST = auto(); BITCAST = auto()
+  # binary
+  ADD = auto(); MUL = auto(); FDIV = auto(); IDIV = auto(); MOD = auto(); MAX = auto(); CMPLT = auto(); CMPNE = auto()
+  AND = auto(); OR = auto(); XOR = auto(); SHL = auto(); SHR = auto()
+  # ternary
+  WHERE = auto()
+  # kernel level
+  SINK = auto(); DEFINE_GLOBAL = auto(); DEFINE_VAR = auto(); RANGE = auto(); LANE = auto(); SPECIAL = auto()
+  LOAD = auto(); STORE = auto(); VECTORIZE = auto()
+  # linearized program only
+  ENDRANGE = auto(); DEFINE_ACC = auto(); ACCUMULATE = auto()
+  def __repr__(self): return f"Ops.{self.name}"
+
+UNARY = {Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.SQRT, Ops.RECIPROCAL, Ops.TRUNC, Ops.NEG}
+BINARY = {Ops.ADD, Ops.MUL, Ops.FDIV, Ops.IDIV, Ops.MOD, Ops.MAX, Ops.CMPLT, Ops.CMPNE, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR}
+ALU = UNARY | BINARY | {Ops.WHERE}
+COMMUTATIVE = {Ops.ADD, Ops.MUL, Ops.MAX, Ops.CMPNE, Ops.AND, Ops.OR, Ops.XOR}
+ELEMENTWISE = ALU | {Ops.CAST, Ops.BITCAST}
+MOVEMENT = {Ops.RESHAPE, Ops.PERMUTE, Ops.EXPAND, Ops.PAD, Ops.SHRINK, Ops.FLIP}
+COMPARISON = {Ops.CMPLT, Ops.CMPNE}
+
+@dataclass(frozen=True)
+class ReduceArg:
+  op: Ops                # ADD, MUL or MAX
+  axes: tuple[int, ...]  # reduced axes; they stay in the shape with size 1
+
+@dataclass(frozen=True, eq=False)
+class BufferRef:
+  """Identity of a realized buffer in a Tensor graph; `buf` is the runtime allocation (None for a placeholder)."""
+  size: int
+  device: str
+  buf: Any = None
+  def __hash__(self): return id(self)
+
+@dataclass(frozen=True)
+class RangeArg:
+  id: int        # unique within a kernel
+  end: int
+  kind: str      # "global" (output loop), "reduce", or "split" (vector outer part)
+
+def _argkey(arg):
+  # floats are keyed by their bits, so 0.0 / -0.0 stay apart and NaN constants are shared
+  if isinstance(arg, float): return ("f", struct.pack("d", arg))
+  return arg
+
+class UOp:
+  __slots__ = ("op", "dtype", "src", "arg", "_shape", "_vmin", "_vmax", "_ranges", "__weakref__")
+  _cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+  op: Ops
+  dtype: DType
+  src: tuple[UOp, ...]
+  arg: Any
+
+  def __new__(cls, op: Ops, dtype: DType = dtypes.void, src: tuple[UOp, ...] = (), arg: Any = None):
+    key = (op, dtype, src, _argkey(arg))
+    if (ret := UOp._cache.get(key)) is not None: return ret
+    self = object.__new__(cls)
+    self.op, self.dtype, self.src, self.arg = op, dtype, src, arg
+    self._shape = self._vmin = self._vmax = self._ranges = None
+    UOp._cache[key] = self
+    return self
+  def __reduce__(self): return (UOp, (self.op, self.dtype, self.src, self.arg))
+  def replace(self, **kw) -> UOp:
+    return UOp(kw.get("op", self.op), kw.get("dtype", self.dtype), kw.get("src", self.src), kw.get("arg", self.arg))
+
+  def __repr__(self) -> str: return pretty(self)
+
+  # ---- graph walking
+  def toposort(self) -> list[UOp]:
+    """All nodes reachable from self, every node after its sources."""
+    out, seen, stack = [], set(), [(self, False)]
+    while stack:
+      u, done = stack.pop()
+      if done: out.append(u); continue
+      if u in seen: continue
+      seen.add(u)
+      stack.append((u, True))
+      stack.extend((s, False) for s in reversed(u.src) if s not in seen)
+    return out
+  def substitute(self, mapping: dict[UOp, UOp]) -> UOp:
+    memo: dict[UOp, UOp] = dict(mapping)
+    for u in self.toposort():
+      if u in memo: continue
+      nsrc = tuple(memo[s] for s in u.src)
+      memo[u] = u if nsrc == u.src else u.replace(src=nsrc)
+    return memo[self]
+
+  # ---- constants
+  @staticmethod
+  def const(dtype: DType, val: ConstType) -> UOp:
+    if isinstance(val, UOp): return val
+    if dtype.count > 1: return UOp(Ops.VECTORIZE, dtype, (UOp.const(dtype.scalar, val),) * dtype.count)
+    return UOp(Ops.CONST, dtype, (), truncate(val, dtype) if dtypes.is_float(dtype) else dtypes.as_const(val, dtype))
+  def const_like(self, val: ConstType) -> UOp: return UOp.const(self.dtype, val)
+  @property
+  def is_const(self) -> bool: return self.op is Ops.CONST
+
+  # ---- tensor-level shape (None for kernel-level nodes)
+  @property
+  def shape(self) -> tuple[int, ...]:
+    if self._shape is None: self._shape = _infer_shape(self)
+    return self._shape
+  @property
+  def size(self) -> int: return prod(self.shape)
+
+  # ---- building ALU nodes (used by index arithmetic, the simplifier and the gradient table)
+  def alu(self, op: Ops, *src: UOp | ConstType) -> UOp:
+    srcs = (self,) + tuple(s if isinstance(s, UOp) else self.const_like(s) for s in src)
+    n = max(s.dtype.count for s in srcs)
+    out_dtype = dtypes.bool if op in COMPARISON else srcs[-1].dtype.scalar if op is Ops.WHERE else self.dtype.scalar
+    out_dtype = out_dtype.vec(n) if n > 1 else out_dtype
+    return UOp(op, out_dtype, srcs)
+  def cast(self, dtype: DType) -> UOp: return self if self.dtype == dtype else UOp(Ops.CAST, dtype, (self,))
+  def _b(self, x): return x if isinstance(x, UOp) else self.const_like(x)
+  def __add__(self, x): return self.alu(Ops.ADD, x)
+  def __radd__(self, x): return self._b(x).alu(Ops.ADD, self)
+  def __mul__(self, x): return self.alu(Ops.MUL, x)
+  def __rmul__(self, x): return self._b(x).alu(Ops.MUL, self)
+  def __sub__(self, x): return self + (-self._b(x) if isinstance(x, UOp) else -x)
+  def __rsub__(self, x): return self._b(x) + (-self)
+  def __neg__(self): return self.alu(Ops.NEG)
+  def __floordiv__(self, x): return self.alu(Ops.IDIV, x)
+  def __mod__(self, x): return self.alu(Ops.MOD, x)
+  def __truediv__(self, x): return self.alu(Ops.FDIV, x)
+  def __lt__(self, x): return self.alu(Ops.CMPLT, x)
+  def __ge__(self, x): return self.alu(Ops.CMPLT, x).alu(Ops.CMPNE, True)
+  def ne(self, x): return self.alu(Ops.CMPNE, x)
+  def eq(self, x): return self.ne(x).alu(Ops.CMPNE, True)
+  def maximum(self, x): return self.alu(Ops.MAX, x)
+  def where(self, a, b): return UOp(Ops.WHERE, (a if isinstance(a, UOp) else b).dtype, (self, self._bt(a, b), self._bt(b, a)))
+  def _bt(self, x, other): return x if isinstance(x, UOp) else other.const_like(x)
+  def logical_and(self, x): return self.alu(Ops.AND, x)
+
+  # ---- value bounds, for index simplification
+  @property
+  def vmin(self): return self._bounds()[0]
+  @property
+  def vmax(self): return self._bounds()[1]
+  def _bounds(self):
+    if self._vmin is None: self._vmin, self._vmax = _bounds(self)
+    return self._vmin, self._vmax
+  @property
+  def ranges(self) -> frozenset[UOp]:
+    """The loop variables (RANGE and LANE) this kernel-level value depends on."""
+    if self._ranges is None:
+      if self.op in (Ops.RANGE, Ops.LANE): self._ranges = frozenset((self,))
+      elif self.op is Ops.REDUCE: self._ranges = self.src[0].ranges - frozenset(self.src[1:])
+      else: self._ranges = frozenset().union(*(s.ranges for s in self.src)) if self.src else frozenset()
+    return self._ranges
+
+def _bounds(u: UOp) -> tuple[Any, Any]:
+  if u.op is Ops.CONST: return u.arg, u.arg
+  if u.op is Ops.RANGE: return 0, u.arg.end - 1
+  if u.op is Ops.LANE: return 0, u.arg - 1
+  if u.op is Ops.SPECIAL: return 0, u.arg[1] - 1
+  if u.op is Ops.DEFINE_VAR: return u.arg[1], u.arg[2]
+  if dtypes.is_int(u.dtype) and u.src:
+    s = [x._bounds() for x in u.src]
+    if u.op is Ops.ADD: return s[0][0] + s[1][0], s[0][1] + s[1][1]
+    if u.op is Ops.NEG: return -s[0][1], -s[0][0]
+    if u.op is Ops.MUL:
+      c = [a * b for a in s[0] for b in s[1]]
+      return min(c), max(c)
+    if u.op is Ops.MAX: return max(s[0][0], s[1][0]), max(s[0][1], s[1][1])
+    if u.op is Ops.IDIV and u.src[1].op is Ops.CONST and u.src[1].arg > 0 and s[0][0] >= 0:
+      return s[0][0] // u.src[1].arg, s[0][1] // u.src[1].arg
+    if u.op is Ops.MOD and u.src[1].op is Ops.CONST and u.src[1].arg > 0:
+      return (s[0][0], s[0][1]) if 0 <= s[0][0] and s[0][1] < u.src[1].arg else (0, u.src[1].arg - 1) if s[0][0] >= 0 else (-(u.src[1].arg - 1), u.src[1].arg - 1)
+    if u.op is Ops.WHERE: return min(s[1][0], s[2][0]), max(s[1][1], s[2][1])
+    if u.op is Ops.CAST and (dtypes.is_int(u.src[0].dtype) or u.src[0].dtype == dtypes.bool):
+      if dtypes.min(u.dtype) <= s[0][0] and s[0][1] <= dtypes.max(u.dtype): return int(s[0][0]), int(s[0][1])
+  if u.dtype.scalar == dtypes.bool and u.src:
+    if u.op is Ops.CMPLT and dtypes.is_int(u.src[0].dtype):
+      (a0, a1), (b0, b1) = u.src[0]._bounds(), u.src[1]._bounds()
+      if a1 < b0: return True, True
+      if a0 >= b1: return False, False
+    if u.op is Ops.AND:
+      (a0, a1), (b0, b1) = u.src[0]._bounds(), u.src[1]._bounds()
+      return a0 and b0, a1 and b1
+    return False, True
+  return dtypes.min(u.dtype), dtypes.max(u.dtype)
+
+# ---- tensor-level shape inference, with errors that name the op and the shapes
+def _infer_shape(u: UOp) -> tuple[int, ...]:
+  op, arg = u.op, u.arg
+  if op is Ops.BUFFER: return (arg.size,)
+  if op is Ops.CONST: return ()
+  if op is Ops.IOTA: return (arg,)
+  if op in (Ops.RESHAPE, Ops.EXPAND): return arg
+  s = u.src[0].shape if u.src else None
+  if op is Ops.PERMUTE: return tuple(s[i] for i in arg)
+  if op is Ops.PAD: return tuple(d + b + a for d, (b, a) in zip(s, arg))
+  if op is Ops.SHRINK: return tuple(e - b for b, e in arg)
+  if op is Ops.REDUCE: return tuple(1 if i in arg.axes else d for i, d in enumerate(s))
+  if op in (Ops.FLIP, Ops.CONTIGUOUS, Ops.COPY, Ops.DETACH, Ops.CONTIGUOUS_BACKWARD, Ops.CAST, Ops.BITCAST, Ops.ASSIGN) or op in ALU:
+    return s
+  raise RuntimeError(f"shape of {op} is not defined")
+
+# ---- printing
+def pretty(u: UOp, maxdepth: int = 30) -> str:
+  names: dict[UOp, str] = {}
+  lines = []
+  for i, x in enumerate(u.toposort()):
+    names[x] = f"x{i}"
+    a = "" if x.arg is None else f", arg={x.arg!r}"
+    lines.append(f"{names[x]:>5} = {x.op.name:<14} {str(x.dtype):<20} src=({', '.join(names[s] for s in x.src)}){a}")
+  return "\n".join(lines[-200:])
+
+def exec_alu(op: Ops, dtype: DType, operands: list) -> Any:
+  """Python semantics of each ALU op as the kernels compute it; used for constant folding."""
+  a = operands
+  if op is Ops.ADD: r = a[0] + a[1]
+  elif op is Ops.MUL: r = a[0] * a[1]
+  elif op is Ops.NEG: r = (not a[0]) if dtype == dtypes.bool else -a[0]
+  elif op is Ops.MAX: r = max(a[0], a[1]) if not (isinstance(a[0], float) and (math.isnan(a[0]) or math.isnan(a[1]))) else math.nan
+  elif op is Ops.CMPLT: r = a[0] < a[1]
+  elif op is Ops.CMPNE: r = a[0] != a[1]
+  elif op is Ops.WHERE: r = a[1] if a[0] else a[2]
+  elif op is Ops.AND: r = a[0] & a[1] if not isinstance(a[0], bool) else a[0] and a[1]
+  elif op is Ops.OR: r = a[0] | a[1] if not isinstance(a[0], bool) else a[0] or a[1]
+  elif op is Ops.XOR: r = a[0] ^ a[1]
+  elif op is Ops.IDIV:  # integer division truncating toward zero (the kernel IDIV); x/0 -> 0
+    if a[1] == 0: r = 0
+    else: r = abs(a[0]) // abs(a[1]) * (1 if (a[0] < 0) == (a[1] < 0) else -1)
+  elif op is Ops.MOD:  # remainder with the sign of the dividend (the kernel MOD); x%0 -> 0
+    if a[1] == 0: r = 0
+    else: r = a[0] - a[1] * (abs(a[0]) // abs(a[1]) * (1 if (a[0] < 0) == (a[1] < 0) else -1))
+  else: raise NotImplementedError(f"exec_alu: {op}")
+  return truncate(r, dtype) if dtypes.is_float(dtype) else dtypes.as_const(r, dtype)
