@@ -7,17 +7,53 @@ from runtime.diskcache import cache_get, cache_put, cache_key
 _libc = ctypes.CDLL(None)
 _libc.posix_memalign.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_size_t]
 _libc.free.argtypes = [ctypes.c_void_p]
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+HUGE, MADV_HUGEPAGE = 2 << 20, 14
+
+class CPUAllocator:
+  """Aligned host memory with a cache of freed blocks by size: a training step that frees and re-allocates the same
+  sizes reuses warm pages instead of page-faulting fresh ones. Blocks of 2 MiB and more ask for transparent huge pages."""
+  def __init__(self, cache_limit: int = 1 << 30):
+    self.free_blocks: dict[int, list[int]] = {}
+    self.cached, self.cache_limit = 0, cache_limit
+  def alloc(self, nbytes: int) -> int:
+    size = self._round(nbytes)
+    if (blocks := self.free_blocks.get(size)):
+      self.cached -= size
+      return blocks.pop()
+    p = ctypes.c_void_p()
+    if _libc.posix_memalign(ctypes.byref(p), HUGE if size >= HUGE else 64, size) != 0:
+      self.release_cache()
+      if _libc.posix_memalign(ctypes.byref(p), HUGE if size >= HUGE else 64, size) != 0: raise MemoryError(f"CPU: cannot allocate {nbytes} bytes")
+    if size >= HUGE: _libc.madvise(p.value, size, MADV_HUGEPAGE)
+    return p.value
+  def free(self, ptr: int, nbytes: int) -> None:
+    size = self._round(nbytes)
+    if self.cached + size > self.cache_limit: self.release_cache()
+    if size > self.cache_limit: _libc.free(ptr); return
+    self.free_blocks.setdefault(size, []).append(ptr)
+    self.cached += size
+  def release_cache(self) -> None:
+    for blocks in self.free_blocks.values():
+      for p in blocks: _libc.free(p)
+    self.free_blocks.clear()
+    self.cached = 0
+  @staticmethod
+  def _round(nbytes: int) -> int: return max(64, (nbytes + 63) // 64 * 64) if nbytes < HUGE else (nbytes + HUGE - 1) // HUGE * HUGE
+
+ALLOCATOR = CPUAllocator()
 
 class CPUBuffer:
-  """`nbytes` of 64-byte-aligned host memory, freed when the last reference goes."""
+  """`nbytes` of 64-byte-aligned host memory, returned to the allocator when the last reference goes."""
   __slots__ = ("nbytes", "ptr", "__weakref__")
   def __init__(self, nbytes: int):
     self.nbytes = nbytes
-    p = ctypes.c_void_p()
-    if _libc.posix_memalign(ctypes.byref(p), 64, max(nbytes, 64)) != 0: raise MemoryError(f"CPU: cannot allocate {nbytes} bytes")
-    self.ptr: int = p.value
+    self.ptr: int = ALLOCATOR.alloc(nbytes)
   def __del__(self):
-    if self.ptr: _libc.free(self.ptr); self.ptr = 0
+    if self.ptr:
+      try: ALLOCATOR.free(self.ptr, self.nbytes)
+      except Exception: pass  # interpreter shutdown: the process is returning all memory anyway
+      self.ptr = 0
   def copyin(self, src_ptr: int, nbytes: int) -> None: ctypes.memmove(self.ptr, src_ptr, nbytes)
   def copyout(self, dst_ptr: int, nbytes: int) -> None: ctypes.memmove(dst_ptr, self.ptr, nbytes)
 
@@ -32,9 +68,13 @@ class LLVMCompiler:
     self.tm = llvm.Target.from_default_triple().create_target_machine(cpu=self.cpu, features=self.features, opt=3, reloc="pic", codemodel="default")
     self.target_id = f"{llvm.get_default_triple()}|{self.cpu}|{self.features}|llvmlite {llvmlite.__version__}|O3"
     self.vector_bits = 512 if "+avx512f" in self.features else 256 if "+avx" in self.features else 128
+    self.llvm_compiles = self.disk_hits = 0
   def compile(self, src: str) -> bytes:
     key = cache_key(src, self.target_id)
-    if (obj := cache_get("llvm", key)) is not None: return obj
+    if (obj := cache_get("llvm", key)) is not None:
+      self.disk_hits += 1
+      return obj
+    self.llvm_compiles += 1
     mod = self.llvm.parse_assembly(src)
     mod.verify()
     pb = self.llvm.create_pass_builder(self.tm, self.llvm.PipelineTuningOptions(speed_level=3))

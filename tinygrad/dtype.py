@@ -6,8 +6,9 @@ from typing import Union
 
 ConstType = Union[float, int, bool]
 
-@dataclass(frozen=True, eq=True)
+@dataclass(frozen=True, eq=False)
 class DType:
+  """A scalar or vector element type. Instances are interned (vec() is cached), so == and hash are identity."""
   priority: int      # orders the lattice when several upper bounds tie
   itemsize: int      # bytes of one scalar element
   name: str
@@ -17,11 +18,14 @@ class DType:
   def __lt__(self, o: DType): return (self.priority, self.itemsize, self.name, self.count) < (o.priority, o.itemsize, o.name, o.count)
   @property
   def scalar(self) -> DType: return DTYPES_BY_NAME[self.name] if self.count > 1 else self
-  def vec(self, n: int) -> DType:
-    assert self.count == 1, f"can't vectorize {self} again"
-    return self if n == 1 else DType(self.priority, self.itemsize * n, self.name, None, n)
+  def vec(self, n: int) -> DType: return self if n == 1 else _vec(self, n)
   @property
   def bitsize(self) -> int: return self.itemsize * 8
+
+@functools.cache
+def _vec(d: DType, n: int) -> DType:
+  assert d.count == 1, f"can't vectorize {d} again"
+  return DType(d.priority, d.itemsize * n, d.name, None, n)
 
 class dtypes:
   void = DType(-1, 0, "void", None)  # kernel-level nodes with no value (STORE, SINK, RANGE ends)

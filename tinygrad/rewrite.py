@@ -80,5 +80,6 @@ def graph_rewrite(sink: UOp, pm: PatternMatcher, ctx: Any = None, name: str | No
     memo[u] = memo[x] = out
     return out
   ret = rw(sink)
+  memo.clear()  # rw is a recursive closure (a reference cycle): drop the graph now, not at the next GC
   if DEBUG >= 7: print(f"after {name or pm.name}:\n{ret}")
   return ret

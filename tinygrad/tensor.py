@@ -866,19 +866,35 @@ def _from_numpy(arr, device: str) -> UOp:
   return _buffer_uop(Buffer(device, arr.size, dt).copyin(arr), arr.shape)
 
 def _from_list(data, device: str, dtype: DType | None) -> UOp:
-  import numpy as np
+  """Nested Python lists -> a buffer, packed with struct (no numpy import on this path)."""
+  import struct
   shape: list[int] = []
-  def infer(x, d):
+  flat: list = []
+  def walk(x, d):
     if isinstance(x, (list, tuple)):
-      if len(shape) <= d: shape.append(len(x))
+      if len(shape) <= d:
+        if flat: raise ValueError(f"Tensor: ragged nested list: a list at depth {d} where earlier elements were scalars")
+        shape.append(len(x))
       elif shape[d] != len(x): raise ValueError(f"Tensor: ragged nested list: a list at depth {d} has length {len(x)}, expected {shape[d]}")
-      for v in x: infer(v, d + 1)
+      for v in x: walk(v, d + 1)
     elif len(shape) > d: raise ValueError(f"Tensor: ragged nested list: a scalar at depth {d}, expected a list of length {shape[d]}")
     elif isinstance(x, Tensor): raise TypeError("Tensor: a list of Tensors is not supported; use Tensor.stack")
-  infer(data, 0)
+    elif not isinstance(x, (bool, int, float)):
+      if hasattr(x, "item"): x = x.item()  # numpy scalars
+      else: raise TypeError(f"Tensor: cannot build a tensor from a list containing {type(x).__name__}")
+      flat.append(x)
+    else: flat.append(x)
+  walk(data, 0)
   dt = dtype or dtypes.from_py(data)
-  try: arr = np.array(data, dtype=to_np_dtype(dt) if dt != dtypes.bfloat16 else np.float32)
-  except (ValueError, TypeError) as e: raise ValueError(f"Tensor: cannot build a tensor from this nested list ({e})") from None
-  if arr.shape != tuple(shape): raise ValueError(f"Tensor: ragged nested list (shape {tuple(shape)} expected)")
-  uop = _from_numpy(arr, device)
-  return uop.cast(dt) if uop.dtype != dt else uop
+  store = dtypes.float32 if dt == dtypes.bfloat16 else dt  # struct has no bfloat16: pack float32, cast in a kernel
+  vals = [float(v) for v in flat] if dtypes.is_float(store) else [bool(v) for v in flat] if store == dtypes.bool else [int(v) for v in flat]
+  try: raw = struct.pack(f"<{len(vals)}{store.fmt}", *vals)
+  except (struct.error, OverflowError) as e: raise OverflowError(f"Tensor: a value does not fit in {store} ({e})") from None
+  buf = Buffer(device, len(vals), store)
+  if raw: buf.mem.copyin(_addr(raw), len(raw))
+  uop = _buffer_uop(buf, tuple(shape))
+  return uop.cast(dt) if store != dt else uop
+
+def _addr(raw: bytes) -> int:
+  import ctypes
+  return ctypes.cast(ctypes.c_char_p(raw), ctypes.c_void_p).value

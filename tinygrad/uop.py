@@ -6,12 +6,12 @@ dict keys are cheap and common-subexpression elimination is free.
 from __future__ import annotations
 import math, struct, weakref
 from dataclasses import dataclass
-from enum import Enum, auto
+from enum import IntEnum, auto
 from typing import Any, Callable
 from tinygrad.dtype import DType, dtypes, ConstType, truncate
 from tinygrad.helpers import prod
 
-class Ops(Enum):
+class Ops(IntEnum):
   # tensor-level leaves and data
   BUFFER = auto(); CONST = auto(); IOTA = auto(); CONTIGUOUS = auto(); COPY = auto(); ASSIGN = auto()
   DETACH = auto(); CONTIGUOUS_BACKWARD = auto()
@@ -61,6 +61,10 @@ class RangeArg:
   end: int
   kind: str      # "global" (output loop), "reduce", or "split" (vector outer part)
 
+def _drop(key) -> None:
+  ref = UOp._cache.get(key)
+  if ref is not None and ref() is None: del UOp._cache[key]
+
 def _argkey(arg):
   # floats are keyed by their bits, so 0.0 / -0.0 stay apart and NaN constants are shared
   if isinstance(arg, float): return ("f", struct.pack("d", arg))
@@ -68,19 +72,19 @@ def _argkey(arg):
 
 class UOp:
   __slots__ = ("op", "dtype", "src", "arg", "_shape", "_vmin", "_vmax", "_ranges", "__weakref__")
-  _cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+  _cache: dict[tuple, weakref.ref] = {}  # (op, dtype, src, arg) -> weak reference; entries removed when the node dies
   op: Ops
   dtype: DType
   src: tuple[UOp, ...]
   arg: Any
 
   def __new__(cls, op: Ops, dtype: DType = dtypes.void, src: tuple[UOp, ...] = (), arg: Any = None):
-    key = (op, dtype, src, _argkey(arg))
-    if (ret := UOp._cache.get(key)) is not None: return ret
+    key = (op, dtype, src, arg if type(arg) is not float else _argkey(arg))
+    if (ref := UOp._cache.get(key)) is not None and (ret := ref()) is not None: return ret
     self = object.__new__(cls)
     self.op, self.dtype, self.src, self.arg = op, dtype, src, arg
     self._shape = self._vmin = self._vmax = self._ranges = None
-    UOp._cache[key] = self
+    UOp._cache[key] = weakref.ref(self, lambda _, key=key: _drop(key))
     return self
   def __reduce__(self): return (UOp, (self.op, self.dtype, self.src, self.arg))
   def replace(self, **kw) -> UOp:
@@ -128,13 +132,13 @@ class UOp:
 
   # ---- building ALU nodes (used by index arithmetic, the simplifier and the gradient table)
   def alu(self, op: Ops, *src: UOp | ConstType) -> UOp:
-    srcs = (self,) + tuple(s if isinstance(s, UOp) else self.const_like(s) for s in src)
+    srcs = (self,) + tuple(s if isinstance(s, UOp) else UOp.const(self.dtype.scalar, s) for s in src)  # scalars broadcast
     n = max(s.dtype.count for s in srcs)
     out_dtype = dtypes.bool if op in COMPARISON else srcs[-1].dtype.scalar if op is Ops.WHERE else self.dtype.scalar
     out_dtype = out_dtype.vec(n) if n > 1 else out_dtype
     return UOp(op, out_dtype, srcs)
   def cast(self, dtype: DType) -> UOp: return self if self.dtype == dtype else UOp(Ops.CAST, dtype, (self,))
-  def _b(self, x): return x if isinstance(x, UOp) else self.const_like(x)
+  def _b(self, x): return x if isinstance(x, UOp) else UOp.const(self.dtype.scalar, x)
   def __add__(self, x): return self.alu(Ops.ADD, x)
   def __radd__(self, x): return self._b(x).alu(Ops.ADD, self)
   def __mul__(self, x): return self.alu(Ops.MUL, x)
@@ -151,7 +155,7 @@ class UOp:
   def eq(self, x): return self.ne(x).alu(Ops.CMPNE, True)
   def maximum(self, x): return self.alu(Ops.MAX, x)
   def where(self, a, b): return UOp(Ops.WHERE, (a if isinstance(a, UOp) else b).dtype, (self, self._bt(a, b), self._bt(b, a)))
-  def _bt(self, x, other): return x if isinstance(x, UOp) else other.const_like(x)
+  def _bt(self, x, other): return x if isinstance(x, UOp) else UOp.const(other.dtype.scalar, x)
   def logical_and(self, x): return self.alu(Ops.AND, x)
 
   # ---- value bounds, for index simplification

@@ -47,27 +47,36 @@ kernel_cache: dict[tuple[UOp, str], CompiledKernel] = {}
 stats = {"plans": 0, "plan_hits": 0, "compiles": 0}
 
 def normalize(roots: list[UOp]) -> tuple[tuple[UOp, ...], list[Buffer]]:
-  """Replace every realized buffer by an InputSlot placeholder; earlier results stand in for the nodes they realized."""
+  """Replace every realized buffer by an InputSlot placeholder; earlier results stand in for the nodes they realized.
+  Iterative (no recursive closure) and it does not descend below a node that was realized earlier."""
   memo: dict[UOp, UOp] = {}
   bufs: list[Buffer] = []
   slot_of: dict[int, UOp] = {}
-  def visit(u: UOp) -> UOp:
-    if (r := memo.get(u)) is not None: return r
-    if (done := realized_map.get(u)) is not None and done is not u: out = visit(done)
-    elif u.op is Ops.BUFFER:
-      key = id(u.arg)
-      if (out := slot_of.get(key)) is None:
-        out = slot_of[key] = UOp(Ops.BUFFER, u.dtype, (), InputSlot(len(bufs), u.arg.size, u.arg.device))
+  stack: list[tuple[UOp, bool]] = [(r, False) for r in roots]
+  while stack:
+    u, ready = stack.pop()
+    if u in memo: continue
+    if (done := realized_map.get(u)) is not None and done is not u:  # computed earlier: read its buffer instead
+      if done in memo: memo[u] = memo[done]
+      else: stack.extend(((u, True), (done, False)))
+      continue
+    if not ready:
+      stack.append((u, True))
+      stack.extend((s, False) for s in u.src if s not in memo)
+      continue
+    if u.op is Ops.BUFFER:
+      if (out := slot_of.get(id(u.arg))) is None:
+        out = slot_of[id(u.arg)] = UOp(Ops.BUFFER, u.dtype, (), InputSlot(len(bufs), u.arg.size, u.arg.device))
         bufs.append(u.arg.buf)
     else:
-      src = tuple(visit(s) for s in u.src)
+      src = tuple(memo[s] for s in u.src)
       out = u if src == u.src else u.replace(src=src)
     memo[u] = out
-    return out
-  return tuple(visit(r) for r in roots), bufs
+  return tuple(memo[r] for r in roots), bufs
 
 def resolve(u: UOp) -> UOp:
   """u with every node computed earlier replaced by its buffer view."""
+  if not realized_map: return u
   return u.substitute({x: v for x in u.toposort() if (v := realized_map.get(x)) is not None and v is not x})
 
 def compile_kernel(ast: UOp, out: UOp, device: str) -> CompiledKernel:

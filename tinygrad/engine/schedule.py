@@ -42,4 +42,5 @@ def create_schedule(roots: list[UOp]) -> list[ScheduleItem]:
     items.append(ScheduleItem(u, sink, tuple(inputs)))
 
   for r in list(to_realize): build(r)
+  to_realize.clear()  # build is a recursive closure (a reference cycle): drop the graph now, not at the next GC
   return items

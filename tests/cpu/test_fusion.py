@@ -1,0 +1,72 @@
+"""Fusion: how many kernels a graph becomes (the schedule's cost rule)."""
+import numpy as np
+import pytest
+from tinygrad import Tensor, GlobalCounters
+
+def kernels(*ts: Tensor) -> int:
+  GlobalCounters.reset()
+  Tensor.realize_all(list(ts))
+  return GlobalCounters.kernel_count
+
+def rnd(*shape): return Tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+
+def test_elementwise_chain_into_reduce_is_one_kernel():
+  a, b, c = rnd(64, 33), rnd(64, 33), rnd(64, 33)
+  out = (a * b + c).relu().sum()
+  assert kernels(out) == 1
+  an, bn, cn = a.numpy(), b.numpy(), c.numpy()
+  np.testing.assert_allclose(out.numpy(), np.maximum(an * bn + cn, 0).sum(), rtol=1e-5)
+
+def test_matmul_plus_bias_relu_is_one_kernel():
+  a, b, c = rnd(32, 48), rnd(48, 40), rnd(32, 40)
+  out = (a @ b + c).relu()
+  assert kernels(out) == 1
+  np.testing.assert_allclose(out.numpy(), np.maximum(a.numpy() @ b.numpy() + c.numpy(), 0), rtol=1e-4, atol=1e-5)
+
+def test_softmax_is_one_kernel():
+  x = rnd(16, 100)
+  out = x.softmax(-1)
+  assert kernels(out) == 1
+  e = np.exp(x.numpy() - x.numpy().max(-1, keepdims=True))
+  np.testing.assert_allclose(out.numpy(), e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
+
+def test_view_chain_is_one_kernel_and_views_do_not_copy():
+  x = rnd(8, 6, 4)
+  v = x.permute(2, 0, 1).reshape(4, 48)[1:3, ::2].flip(1).pad(((1, 0), (0, 2)))
+  assert kernels(v + 1) == 1
+  ref = np.pad(x.numpy().transpose(2, 0, 1).reshape(4, 48)[1:3, ::2][:, ::-1], ((1, 0), (0, 2)))
+  np.testing.assert_allclose((v + 1).numpy(), ref + 1)
+  assert kernels(x.permute(2, 0, 1).reshape(4, 48)) == 0  # a view of a realized buffer is not computed
+
+def test_reduce_broadcast_back_over_other_axis_is_realized_separately():
+  # x.sum(0) broadcast over rows would be recomputed for every row if inlined: it gets its own kernel
+  x = rnd(32, 16)
+  out = x + x.sum(0)
+  assert kernels(out) == 2
+  np.testing.assert_allclose(out.numpy(), x.numpy() + x.numpy().sum(0), rtol=1e-5, atol=1e-5)
+
+def test_layernorm_is_one_kernel():
+  x = rnd(8, 64)
+  m = x.mean(-1, keepdim=True)
+  out = (x - m) / ((x - m).square().mean(-1, keepdim=True) + 1e-5).sqrt()
+  assert kernels(out) == 1
+  xn = x.numpy()
+  ref = (xn - xn.mean(-1, keepdims=True)) / np.sqrt(xn.var(-1, keepdims=True) + 1e-5)
+  np.testing.assert_allclose(out.numpy(), ref, rtol=1e-4, atol=1e-5)
+
+def test_realized_intermediate_is_reused_by_later_graphs():
+  a = rnd(10)
+  b = a * 2
+  c = b + 1          # built before b is realized
+  b.realize()
+  assert kernels(c) == 1  # c reads b's buffer instead of recomputing it with a
+  np.testing.assert_allclose(c.numpy(), a.numpy() * 2 + 1)
+
+def test_second_identical_graph_compiles_nothing():
+  from tinygrad.engine.realize import stats
+  x = rnd(37, 5)
+  (x.exp() * 3).sum(1).realize()
+  before = stats["compiles"]
+  y = rnd(37, 5)
+  (y.exp() * 3).sum(1).realize()
+  assert stats["compiles"] == before
