@@ -65,7 +65,10 @@ class LLVMRenderer:
   def val(self, u: UOp, as_dtype: DType | None = None) -> str:
     """The operand for u; a scalar is broadcast when a vector of as_dtype is wanted."""
     if u.op is Ops.CONST: s = const_literal(u.arg, u.dtype)
-    elif u.op is Ops.VECTORIZE: return f"splat ({ltype(u.dtype.scalar)} {self.val(u.src[0])})" if as_dtype is None or as_dtype.count > 1 else self.val(u.src[0])
+    elif u.op is Ops.VECTORIZE:  # every lane the same value (a broadcast)
+      if as_dtype is not None and as_dtype.count == 1: return self.val(u.src[0])
+      x = u.src[0]
+      return f"splat ({ltype(x.dtype)} {self.val(x)})" if x.op is Ops.CONST else self.val_broadcast(self.val(x), x.dtype, u.dtype.count)
     elif u.op is Ops.LANE: s = "<" + ", ".join(f"i64 {i}" for i in range(u.arg)) + ">"
     else: s = self.names[u]
     if as_dtype is not None and as_dtype.count > 1 and u.dtype.count == 1 and u.op is not Ops.LANE:

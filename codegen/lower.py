@@ -74,7 +74,9 @@ class Lowerer:
       idx.append(parent)
     val = self.eval_src(self.out, tuple(idx))
     buf = UOp(Ops.DEFINE_GLOBAL, self.out.dtype, (), GlobalArg(0, self.out.size))
-    return UOp(Ops.SINK, dtypes.void, (UOp(Ops.STORE, dtypes.void, (buf, flat_index(tuple(idx), shape), val)),))
+    # the SINK's arg lists every parameter, so one the simplifier made unused still keeps its place in the signature
+    params = (buf,) + tuple(UOp(Ops.DEFINE_GLOBAL, u.dtype, (), GlobalArg(i, u.size)) for u, i in self.inputs.items())
+    return UOp(Ops.SINK, dtypes.void, (UOp(Ops.STORE, dtypes.void, (buf, flat_index(tuple(idx), shape), val)),), params)
 
   def load(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
     if u not in self.inputs: self.inputs[u] = len(self.inputs) + 1

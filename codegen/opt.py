@@ -87,7 +87,8 @@ def type_vectors(sink: UOp, w: int) -> UOp:
     if u.op is Ops.LOAD and _is_vec(src[1]):
       memo[u] = UOp(Ops.LOAD, u.dtype.vec(w), (src[0], _base_if_contiguous(src[1]))); continue
     if u.op is Ops.STORE and (_is_vec(src[1]) or _is_vec(src[2])):
-      memo[u] = UOp(Ops.STORE, u.dtype, (src[0], _base_if_contiguous(src[1]), src[2])); continue
+      val = src[2] if _is_vec(src[2]) else UOp(Ops.VECTORIZE, src[2].dtype.vec(w), (src[2],) * w)  # lanes share one value
+      memo[u] = UOp(Ops.STORE, u.dtype, (src[0], _base_if_contiguous(src[1]), val)); continue
     if u.op not in (Ops.STORE, Ops.SINK) and any(_is_vec(s) for s in src) and u.dtype.count == 1:
       memo[u] = UOp(u.op, u.dtype.vec(w), src, u.arg); continue
     memo[u] = u if src == u.src else u.replace(src=src)

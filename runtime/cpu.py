@@ -9,6 +9,7 @@ _libc.posix_memalign.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_
 _libc.free.argtypes = [ctypes.c_void_p]
 _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 HUGE, MADV_HUGEPAGE = 2 << 20, 14
+POISON = os.environ.get("POISON", "0") == "1"  # testing aid: fill new allocations with 0xFF bytes
 
 class CPUAllocator:
   """Aligned host memory with a cache of freed blocks by size: a training step that frees and re-allocates the same
@@ -20,12 +21,15 @@ class CPUAllocator:
     size = self._round(nbytes)
     if (blocks := self.free_blocks.get(size)):
       self.cached -= size
-      return blocks.pop()
+      p = blocks.pop()
+      if POISON: ctypes.memset(p, 0xFF, size)
+      return p
     p = ctypes.c_void_p()
     if _libc.posix_memalign(ctypes.byref(p), HUGE if size >= HUGE else 64, size) != 0:
       self.release_cache()
       if _libc.posix_memalign(ctypes.byref(p), HUGE if size >= HUGE else 64, size) != 0: raise MemoryError(f"CPU: cannot allocate {nbytes} bytes")
     if size >= HUGE: _libc.madvise(p.value, size, MADV_HUGEPAGE)
+    if POISON: ctypes.memset(p.value, 0xFF, size)  # NaN / -1 everywhere: a read of memory no kernel wrote shows up
     return p.value
   def free(self, ptr: int, nbytes: int) -> None:
     size = self._round(nbytes)
@@ -93,7 +97,8 @@ class CPUProgram:
   def __init__(self, compiler: LLVMCompiler, name: str, obj: bytes, nbufs: int):
     llvm = compiler.llvm
     self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), compiler.tm)
-    self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    self.objfile = llvm.ObjectFileRef.from_data(obj)  # must outlive the engine that links it
+    self.engine.add_object_file(self.objfile)
     self.engine.finalize_object()
     addr = self.engine.get_function_address(name)
     if not addr: raise RuntimeError(f"CPU: kernel {name} not found in its object code")

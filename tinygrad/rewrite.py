@@ -65,6 +65,12 @@ class PatternMatcher:
         if ret is not None and ret is not u: return ret
     return None
 
+  def apply(self, u: UOp, **kwargs) -> Any:
+    """The result of the first rule whose pattern matches u, called with the extra keyword arguments (None if none)."""
+    for pat, fn, _ in self.by_op.get(u.op, self.wildcard):
+      for store in pat.match(u, {}): return fn(**kwargs, **store)
+    return None
+
 def graph_rewrite(sink: UOp, pm: PatternMatcher, ctx: Any = None, name: str | None = None) -> UOp:
   """Rewrite bottom-up until no rule applies anywhere (a fixed point)."""
   memo: dict[UOp, UOp] = {}

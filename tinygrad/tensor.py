@@ -32,7 +32,7 @@ def _np_to_dtype(arr) -> DType:
 
 class Tensor:
   """A lazy n-dimensional array. Operations build a UOp graph; `realize()`, `.numpy()`, `.item()`, `.tolist()` compute it."""
-  __slots__ = ("uop", "device", "requires_grad", "grad", "__weakref__")
+  __slots__ = ("uop", "device", "_requires_grad", "grad", "__weakref__")
   __hash__ = object.__hash__
   training: ClassVar[bool] = False
   no_grad: ClassVar[bool] = False
@@ -59,16 +59,79 @@ class Tensor:
       if not isinstance(data, np.ndarray): raise TypeError(f"Tensor: cannot create a Tensor from {type(data).__name__} (expected a number, nested list, numpy array, bytes or Tensor)")
       uop = _from_numpy(data, device)
       if dtype is not None and dtype != uop.dtype: uop = uop.cast(dtype)
-    self.uop, self.device = uop, device
-    self.requires_grad: bool | None = requires_grad
-    self.grad: Tensor | None = None
+    self.uop, self.device, self.grad = uop, device, None
+    self.requires_grad = requires_grad
 
   @staticmethod
   def _wrap(uop: UOp, device: str, requires_grad: bool | None = None) -> Tensor:
     t = object.__new__(Tensor)
-    t.uop, t.device, t.requires_grad, t.grad = uop, device, requires_grad, None
+    t.uop, t.device, t.grad, t._requires_grad = uop, device, None, None
+    if requires_grad: t.requires_grad = True
     return t
   def _new(self, uop: UOp) -> Tensor: return Tensor._wrap(uop, self.device)
+
+  # ---------------------------------------------------------------- autograd
+  @property
+  def requires_grad(self) -> bool | None: return self._requires_grad
+  @requires_grad.setter
+  def requires_grad(self, v: bool | None) -> None:
+    self._requires_grad = v
+    if v: _GRAD_TENSORS.add(self)
+  def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+    self.requires_grad = requires_grad
+    return self
+  def _grad_targets(self, only: Sequence[Tensor] | None = None) -> dict[UOp, list[Tensor]]:
+    """The tensors to differentiate with respect to, keyed by the node standing for them in self's graph."""
+    from tinygrad.engine.realize import realized_map
+    nodes = self.uop.toposort()
+    in_graph = set(nodes)
+    alias = {v: x for x in nodes if (v := realized_map.get(x)) is not None}  # realized after the graph was built
+    out: dict[UOp, list[Tensor]] = {}
+    for t in (only if only is not None else list(_GRAD_TENSORS)):
+      if only is None and not t.requires_grad: continue
+      node = t.uop if t.uop in in_graph else alias.get(t.uop)
+      if node is not None: out.setdefault(node, []).append(t)
+    return out
+  def _root_grad(self, gradient: Tensor | None, op: str) -> Tensor:
+    if gradient is None:
+      if self.numel() != 1:
+        raise RuntimeError(f"{op}: called on a tensor of shape {self.shape}; pass gradient= of that shape or reduce to a scalar first (e.g. .sum())")
+      return Tensor.full(self.shape, 1.0, self.dtype if dtypes.is_float(self.dtype) else dtypes.default_float, self.device)
+    if gradient.shape != self.shape: raise ValueError(f"{op}: gradient of shape {gradient.shape} for a tensor of shape {self.shape}")
+    return gradient
+  def backward(self, gradient: Tensor | None = None, retain_graph: bool = False) -> Tensor:
+    """Accumulate d(self)/d(t) into t.grad for every tensor t with requires_grad in self's graph (lazily)."""
+    from tinygrad.gradient import compute_gradient
+    root_grad = self._root_grad(gradient, "backward")
+    if self.uop in _BACKWARD_DONE:
+      raise RuntimeError("backward: this graph was already differentiated by an earlier backward(); "
+                         "pass retain_graph=True to the first call to backward through it twice")
+    targets = self._grad_targets()
+    if not targets: raise RuntimeError(f"backward: no tensor in the graph of this {self.shape} tensor requires grad")
+    grads = compute_gradient(self.uop, root_grad, set(targets))
+    for node, ts in targets.items():
+      if (g := grads.get(node)) is None: continue
+      for t in ts:
+        g_t = g.cast(t.dtype) if g.dtype != t.dtype else g
+        t.grad = g_t if t.grad is None else t.grad + g_t
+    if not retain_graph: _BACKWARD_DONE.add(self.uop)
+    return self
+  def gradient(self, *targets: Tensor, gradient: Tensor | None = None) -> list[Tensor]:
+    """d(self)/d(target) for each target, as lazy tensors (does not touch .grad)."""
+    from tinygrad.gradient import compute_gradient
+    root_grad = self._root_grad(gradient, "gradient")
+    found = self._grad_targets(list(targets))
+    grads = compute_gradient(self.uop, root_grad, set(found))
+    out = []
+    for t in targets:
+      node = next((n for n, ts in found.items() if any(x is t for x in ts)), None)
+      if node is None or node not in grads: raise RuntimeError(f"gradient: the target of shape {t.shape} is not in this tensor's graph")
+      out.append(grads[node])
+    return out
+  @staticmethod
+  def train(mode: bool = True) -> "_TrainMode": return _TrainMode(mode)
+  @staticmethod
+  def test() -> "_TrainMode": return _TrainMode(False)
 
   # ---------------------------------------------------------------- properties
   @property
@@ -99,18 +162,23 @@ class Tensor:
   @staticmethod
   def realize_all(tensors: Sequence[Tensor]) -> None:
     from tinygrad.engine.realize import realize_uops
+    if _PENDING:  # state updated lazily in place (BatchNorm running stats) is computed with the next realize
+      tensors = list(tensors) + _PENDING
+      _PENDING.clear()
     by_dev: dict[str, list[Tensor]] = {}
     for t in tensors:
-      if not _is_buffer(t.uop): by_dev.setdefault(t.device, []).append(t)
+      if not _is_buffer(_resolved(t.uop)): by_dev.setdefault(t.device, []).append(t)
+    grad_nodes = {t.uop for t in _GRAD_TENSORS if t.requires_grad} if not Tensor.no_grad else set()
     for dev, ts in by_dev.items():
-      for t, u in zip(ts, realize_uops([t.uop for t in ts], dev)): t.uop = u
+      for t, u in zip(ts, realize_uops([t.uop for t in ts], dev)):
+        # a graph that reaches a tensor requiring grad is kept (its value is served from the realized buffer), so
+        # backward() still works after .numpy(); anything else becomes its buffer and lets its history go
+        if not grad_nodes or not _reaches(t.uop, grad_nodes): t.uop = u
   def _buffer(self) -> Buffer:
     """The realized, contiguous buffer holding this tensor's elements in order."""
     self.realize()
-    if not _is_buffer(self.uop):
-      self.uop = self.contiguous().realize().uop
-    u = self.uop if self.uop.op is Ops.BUFFER else self.uop.src[0]
-    return u.arg.buf
+    if not _is_buffer(u := _resolved(self.uop)): u = _resolved(self.contiguous().realize().uop)
+    return (u if u.op is Ops.BUFFER else u.src[0]).arg.buf
   def numpy(self):
     """The values as a new numpy array (a copy)."""
     return self._buffer().numpy().reshape(self.shape)
@@ -592,6 +660,21 @@ class Tensor:
   def __isub__(self, x): return self._inplace(self - x)
   def __imul__(self, x): return self._inplace(self * x)
   def __itruediv__(self, x): return self._inplace(self / x)
+  def replace(self, x: Tensor) -> Tensor:
+    """Make self stand for x's value (same shape and dtype); no data moves until the next realize."""
+    if x.shape != self.shape or x.dtype != self.dtype:
+      raise ValueError(f"replace: {x.shape} {x.dtype} does not match {self.shape} {self.dtype}")
+    self.uop = x.uop
+    return self
+  def assign(self, x) -> Tensor:
+    """Set self's value to x (broadcast and cast to self's shape and dtype); realized lazily with the next realize."""
+    if not isinstance(x, Tensor): x = Tensor(x, device=self.device, dtype=self.dtype)
+    if x.device != self.device: raise RuntimeError(f"assign: value on {x.device}, tensor on {self.device}")
+    x = x._broadcast_to(_broadcast_shape("assign", self.shape, x.shape)) if x.shape != self.shape else x
+    if x.shape != self.shape: raise ValueError(f"assign: cannot assign shape {x.shape} to {self.shape}")
+    self.uop = x.cast(self.dtype).uop
+    if not any(t is self for t in _PENDING): _PENDING.append(self)
+    return self
   def _inplace(self, new: Tensor) -> Tensor:
     if new.shape != self.shape: raise ValueError(f"in-place op: result shape {new.shape} differs from {self.shape}")
     self.uop = new.cast(self.dtype).uop
@@ -844,6 +927,220 @@ class Tensor:
     for f in ll: x = f(x)
     return x
 
+  def _windows(self, kernel: tuple[int, ...], stride, dilation) -> Tensor:
+    """Sliding windows over the last len(kernel) dims: (..., i1, i2) -> (..., o1, o2, k1, k2), all views.
+    Along one dim, y[o, k] = x[o*s + k*d]: tile x so that rows of length L = d + i*f (L >= o*s) start k*d apart."""
+    nk = len(kernel)
+    st, dl = _tuple(stride, nk, "stride"), _tuple(dilation, nk, "dilation")
+    x = self
+    for j, (k, s, d) in enumerate(zip(kernel, st, dl)):
+      ax = self.ndim - nk + 2 * j  # each earlier window dim added one axis after its own
+      i = x.shape[ax]
+      o = (i - d * (k - 1) - 1) // s + 1
+      if o <= 0: raise ValueError(f"window: kernel {kernel} with dilation {dl} does not fit in input {self.shape[-nk:]}")
+      f = max(1, ceildiv(o * s - d, i))
+      L = d + i * f
+      rep = ceildiv(k * L, i)
+      pre, post = x.shape[:ax], x.shape[ax + 1:]
+      y = x.reshape(pre + (1, i) + post).expand(pre + (rep, i) + post).reshape(pre + (rep * i,) + post)
+      y = y.shrink(tuple((0, k * L) if a == ax else None for a in range(y.ndim))).reshape(pre + (k, L) + post)
+      y = y.shrink(tuple((0, o * s) if a == ax + 1 else None for a in range(y.ndim))).reshape(pre + (k, o, s) + post)
+      y = y.shrink(tuple((0, 1) if a == ax + 2 else None for a in range(y.ndim))).reshape(pre + (k, o) + post)
+      x = y.transpose(ax, ax + 1)  # (..., o, k, ...)
+    # now (..., o1, k1, o2, k2): move the kernel dims last
+    lead = x.ndim - 2 * nk
+    return x.permute(tuple(range(lead)) + tuple(lead + 2 * j for j in range(nk)) + tuple(lead + 2 * j + 1 for j in range(nk)))
+
+  def conv2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride=1, dilation=1, padding=0) -> Tensor:
+    """Cross-correlation of (N, Cin, *spatial) with (Cout, Cin/groups, *kernel), as PyTorch."""
+    nk = weight.ndim - 2
+    if self.ndim != nk + 2: raise ValueError(f"conv2d: input of shape {self.shape} does not match weight of shape {weight.shape} ({nk} spatial dims)")
+    n, cin = self.shape[:2]
+    cout, cin_g = weight.shape[:2]
+    if cin % groups or cout % groups or cin // groups != cin_g:
+      raise ValueError(f"conv2d: input channels {cin} and weight {weight.shape} do not match groups={groups} (need weight.shape[1] == {cin}//{groups})")
+    if padding == "same" or padding == "valid":
+      dl = _tuple(dilation, nk, "dilation")
+      if padding == "valid": pads = [(0, 0)] * nk
+      else:
+        if any(s != 1 for s in _tuple(stride, nk, "stride")): raise ValueError("conv2d: padding='same' needs stride 1")
+        tot = [d * (k - 1) for d, k in zip(dl, weight.shape[2:])]
+        pads = [(t // 2, t - t // 2) for t in tot]
+    elif isinstance(padding, int): pads = [(padding, padding)] * nk
+    elif len(padding) == nk: pads = [(p, p) for p in padding]
+    elif len(padding) == 2 * nk: pads = [tuple(padding[2 * i:2 * i + 2]) for i in range(nk)][::-1]  # torch-style flat, last dim first
+    else: raise ValueError(f"conv2d: padding {padding} must be an int, one per spatial dim, or (before, after) pairs")
+    x = self.pad(((0, 0), (0, 0)) + tuple(pads))
+    w = x._windows(weight.shape[2:], stride, dilation)  # (N, Cin, *out, *kernel)
+    out_sp = w.shape[2:2 + nk]
+    w = w.reshape((n, groups, 1, cin_g) + out_sp + weight.shape[2:])
+    k = weight.reshape((1, groups, cout // groups, cin_g) + (1,) * nk + weight.shape[2:])
+    red = (3,) + tuple(4 + nk + j for j in range(nk))
+    out = (w * k).sum(red).reshape((n, cout) + out_sp)
+    return out if bias is None else out + bias.reshape((1, cout) + (1,) * nk)
+
+  def conv_transpose2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride=1, dilation=1, padding=0, output_padding=0) -> Tensor:
+    """The gradient of conv2d with respect to its input, as PyTorch's conv_transpose2d. weight: (Cin, Cout/groups, *kernel)."""
+    nk = weight.ndim - 2
+    st, dl = _tuple(stride, nk, "stride"), _tuple(dilation, nk, "dilation")
+    pd, op = _tuple(padding, nk, "padding"), _tuple(output_padding, nk, "output_padding")
+    cin, cout_g = weight.shape[:2]
+    # dilate the input by the stride, pad by d*(k-1)-p, convolve with the flipped, transposed kernel
+    x = self
+    for j, s in enumerate(st):
+      if s == 1: continue
+      ax = 2 + j
+      i = x.shape[ax]
+      pre, post = x.shape[:ax], x.shape[ax + 1:]
+      x = x.reshape(pre + (i, 1) + post).pad(tuple((0, s - 1) if a == ax + 1 else (0, 0) for a in range(x.ndim + 1)))
+      x = x.reshape(pre + (i * s,) + post)
+      x = x.shrink(tuple((0, (i - 1) * s + 1) if a == ax else None for a in range(x.ndim)))
+    w = weight.reshape((groups, cin // groups, cout_g) + weight.shape[2:]).transpose(1, 2).reshape((groups * cout_g, cin // groups) + weight.shape[2:])
+    w = w.flip(tuple(range(2, 2 + nk)))
+    pads = tuple((d * (k - 1) - p, d * (k - 1) - p + o) for d, k, p, o in zip(dl, weight.shape[2:], pd, op))
+    return x.pad(((0, 0), (0, 0)) + pads).conv2d(w, bias, groups=groups, dilation=dl)
+
+  def _pool_pad(self, k: tuple[int, ...], padding, value: float) -> Tensor:
+    pd = _tuple(padding, len(k), "padding")
+    return self.pad(((0, 0),) * (self.ndim - len(k)) + tuple((p, p) for p in pd), value=value) if any(pd) else self
+  def max_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0, ceil_mode: bool = False) -> Tensor:
+    k = _tuple(kernel_size, 2, "kernel_size")
+    if ceil_mode: raise NotImplementedError("max_pool2d: ceil_mode=True is not supported")
+    x = self._pool_pad(k, padding, -math.inf if dtypes.is_float(self.dtype) else dtypes.min(self.dtype))
+    return x._windows(k, k if stride is None else stride, dilation).max((-2, -1))
+  def avg_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0, ceil_mode: bool = False, count_include_pad: bool = True) -> Tensor:
+    k = _tuple(kernel_size, 2, "kernel_size")
+    if ceil_mode: raise NotImplementedError("avg_pool2d: ceil_mode=True is not supported")
+    x = self._pool_pad(k, padding, 0.0)
+    s = k if stride is None else stride
+    summed = x._windows(k, s, dilation).sum((-2, -1))
+    if count_include_pad or not any(_tuple(padding, 2, "padding")): return summed / prod(k)
+    ones = Tensor.ones(self.shape[-2:], device=self.device)._pool_pad(k, padding, 0.0)._windows(k, s, dilation).sum((-2, -1))
+    return summed / ones
+
+  def dropout(self, p: float = 0.5) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p), in training mode only."""
+    if not 0 <= p <= 1: raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not Tensor.training or p == 0: return self
+    if p == 1: return self * 0
+    keep = Tensor.rand(self.shape, device=self.device) >= p
+    return keep.where(self, 0) * (1 / (1 - p))
+  def one_hot(self, num_classes: int = -1) -> Tensor:
+    if num_classes == -1: num_classes = int(self.max().item()) + 1
+    return (self.unsqueeze(-1) == Tensor.arange(num_classes, device=self.device)).cast(dtypes.int32)
+
+  def layernorm(self, axis=-1, eps: float = 1e-5) -> Tensor:
+    y = self - self.mean(axis, keepdim=True)
+    return y * (y * y).mean(axis, keepdim=True).add(eps).rsqrt()
+  def batchnorm(self, weight: Tensor | None, bias: Tensor | None, mean: Tensor, invstd: Tensor, axis=1) -> Tensor:
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = tuple(self._axis("batchnorm", a) for a in axes)
+    shape = tuple(s if i in axes else 1 for i, s in enumerate(self.shape))
+    x = self - mean.reshape(shape)
+    if weight is not None: x = x * weight.reshape(shape)
+    x = x * (invstd.reshape(shape) if invstd.ndim == len(axes) else invstd)
+    return x + bias.reshape(shape) if bias is not None else x
+  def scaled_dot_product_attention(self, key: Tensor, value: Tensor, attn_mask: Tensor | None = None, dropout_p: float = 0.0,
+                                   is_causal: bool = False) -> Tensor:
+    q = self
+    scores = q @ key.transpose(-2, -1) * (1 / math.sqrt(q.shape[-1]))
+    if is_causal:
+      L, S = q.shape[-2], key.shape[-2]
+      mask = Tensor.ones(L, S, dtype=dtypes.bool, device=self.device).tril()
+      scores = mask.where(scores, -math.inf)
+    if attn_mask is not None:
+      scores = attn_mask.where(scores, -math.inf) if attn_mask.dtype == dtypes.bool else scores + attn_mask
+    return scores.softmax(-1).dropout(dropout_p) @ value
+  def triu(self, diagonal: int = 0) -> Tensor:
+    r, c = self.shape[-2:]
+    m = Tensor.arange(r, device=self.device).reshape(r, 1) + diagonal <= Tensor.arange(c, device=self.device).reshape(1, c)
+    return m.where(self, 0).cast(self.dtype)
+  def tril(self, diagonal: int = 0) -> Tensor:
+    r, c = self.shape[-2:]
+    m = Tensor.arange(r, device=self.device).reshape(r, 1) + diagonal >= Tensor.arange(c, device=self.device).reshape(1, c)
+    return m.where(self, 0).cast(self.dtype)
+
+  # losses
+  def binary_crossentropy(self, Y: Tensor, reduction: str = "mean") -> Tensor:
+    return _reduce_loss((-Y * self.log() - (1 - Y) * (1 - self).log()), reduction)
+  def binary_crossentropy_logits(self, Y: Tensor, reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
+    log_p, log_1mp = self.logsigmoid(), (-self).logsigmoid()
+    pw = 1 if pos_weight is None else pos_weight
+    return _reduce_loss(-(pw * Y * log_p + (1 - Y) * log_1mp), reduction)
+  def sparse_categorical_crossentropy(self, Y: Tensor, ignore_index: int = -1, label_smoothing: float = 0.0, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of logits (N, ..., C) against integer class labels (N, ...)."""
+    if self.shape[:-1] != Y.shape: raise ValueError(f"sparse_categorical_crossentropy: logits {self.shape} and labels {Y.shape} do not match")
+    c = self.shape[-1]
+    logp = self.log_softmax(-1)
+    onehot = Y.unsqueeze(-1) == Tensor.arange(c, device=self.device)
+    valid = (Y != ignore_index).unsqueeze(-1) if ignore_index != -1 else None
+    nll = -(onehot.where(logp, 0)).sum(-1)
+    if label_smoothing: nll = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1)
+    if valid is not None:
+      v = valid.squeeze(-1)
+      nll = v.where(nll, 0)
+      if reduction == "mean": return nll.sum() / v.sum().maximum(1).cast(nll.dtype)
+    return _reduce_loss(nll, reduction)
+  def _classes_last(self) -> Tensor:
+    """(N, C, d1, ...) -> (N, d1, ..., C): torch puts classes on dim 1, the losses here reduce the last dim."""
+    return self if self.ndim < 3 else self.permute((0,) + tuple(range(2, self.ndim)) + (1,))
+  def cross_entropy(self, Y: Tensor, reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy with class indices (integer Y) or class probabilities (float Y shaped like self), class dim 1 as torch."""
+    x = self._classes_last()
+    if dtypes.is_int(Y.dtype): return x.sparse_categorical_crossentropy(Y, reduction=reduction, label_smoothing=label_smoothing)
+    y = Y._classes_last()
+    if label_smoothing: y = y * (1 - label_smoothing) + label_smoothing / x.shape[-1]
+    return _reduce_loss(-(x.log_softmax(-1) * y).sum(-1), reduction)
+  def nll_loss(self, Y: Tensor, weight: Tensor | None = None, ignore_index: int | None = None, reduction: str = "mean") -> Tensor:
+    """Negative log likelihood of log-probabilities (N, C, ...) at integer targets (N, ...), as torch."""
+    x = self._classes_last()
+    onehot = Y.unsqueeze(-1) == Tensor.arange(x.shape[-1], device=self.device)
+    w = onehot.where(1.0 if weight is None else weight, 0.0)
+    if ignore_index is not None: w = (Y != ignore_index).unsqueeze(-1).where(w, 0.0)
+    nll = -(x * w).sum(-1)
+    if reduction == "mean": return nll.sum() / w.sum()
+    return _reduce_loss(nll, reduction)
+
+def _reaches(root: UOp, nodes: set[UOp]) -> bool:
+  seen, stack = set(), [root]
+  while stack:
+    u = stack.pop()
+    if u in nodes and u is not root: return True
+    if u in seen or u.op is Ops.DETACH: continue  # no gradient flows below a detach
+    seen.add(u)
+    stack.extend(u.src)
+  return False
+
+def _tuple(x, n: int, what: str) -> tuple[int, ...]:
+  if isinstance(x, int): return (x,) * n
+  x = tuple(x)
+  if len(x) != n: raise ValueError(f"{what}: expected {n} values, got {x}")
+  return x
+
+def _reduce_loss(x: Tensor, reduction: str) -> Tensor:
+  if reduction == "mean": return x.mean()
+  if reduction == "sum": return x.sum()
+  if reduction == "none": return x
+  raise ValueError(f"loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+import weakref
+_PENDING: list[Tensor] = []
+_GRAD_TENSORS: "weakref.WeakSet[Tensor]" = weakref.WeakSet()
+_BACKWARD_DONE: "weakref.WeakSet[UOp]" = weakref.WeakSet()
+
+class _TrainMode:
+  """`with Tensor.train():` / `@Tensor.train()` sets Tensor.training for a block."""
+  def __init__(self, mode: bool): self.mode = mode
+  def __enter__(self):
+    self.prev, Tensor.training = Tensor.training, self.mode
+  def __exit__(self, *exc): Tensor.training = self.prev
+  def __call__(self, fn):
+    import functools
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+      with _TrainMode(self.mode): return fn(*a, **kw)
+    return wrapper
+
 def _mix32(x: Tensor) -> Tensor:
   """An invertible 32-bit integer hash (xorshift-multiply), applied elementwise in a kernel."""
   x = x ^ (x >> 16)
@@ -855,6 +1152,11 @@ def _mix32(x: Tensor) -> Tensor:
 def _buffer_uop(buf: Buffer, shape: tuple[int, ...]) -> UOp:
   b = UOp(Ops.BUFFER, buf.dtype, (), BufferRef(buf.size, buf.device, buf))
   return b if shape == (buf.size,) else UOp(Ops.RESHAPE, buf.dtype, (b,), shape)
+
+def _resolved(u: UOp) -> UOp:
+  """u, or the buffer view holding its value if it was realized earlier."""
+  from tinygrad.engine.realize import realized_map
+  return realized_map.get(u, u)
 
 def _is_buffer(u: UOp) -> bool:
   return u.op is Ops.BUFFER or (u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER)

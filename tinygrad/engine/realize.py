@@ -91,7 +91,7 @@ def compile_kernel(ast: UOp, out: UOp, device: str) -> CompiledKernel:
   sink, info = optimize(ast, dev.compiler.vector_bits // 32, dev.threads, bool(NOOPT))
   prog = linearize(sink, info.thread_range)
   if DEBUG >= 6: print(listing(prog))
-  params = sorted({u.arg.index: u for u in sink.toposort() if u.op is Ops.DEFINE_GLOBAL}.values(), key=lambda p: p.arg.index)
+  params = list(sink.arg)
   src = LLVMRenderer(dev.compiler.vector_bits).render(info.name, prog, params, info.thread_range)
   if DEBUG >= 4: print(colored(f"// {info.name}", "cyan") + "\n" + src)
   obj = dev.compiler.compile(src)

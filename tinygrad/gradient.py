@@ -1,0 +1,81 @@
+"""Autograd as a graph transformation: one rule per primitive op maps (upstream gradient, node) to the gradients of
+the node's sources. Gradients are lazy UOp graphs like everything else, so the backward pass fuses with whatever
+consumes it (the optimizer update)."""
+from __future__ import annotations
+import math
+from typing import TYPE_CHECKING
+from tinygrad.uop import UOp, Ops
+from tinygrad.dtype import dtypes
+from tinygrad.rewrite import UPat, PatternMatcher
+from tinygrad.helpers import argsort
+
+if TYPE_CHECKING: from tinygrad.tensor import Tensor
+
+LN2 = math.log(2)
+
+def _t(u: UOp, like: "Tensor") -> "Tensor": return like._new(u)
+
+def _reduce_grad(g: "Tensor", ret: UOp) -> tuple:
+  src = _t(ret.src[0], g)
+  if ret.arg.op is Ops.ADD: return (g.expand(src.shape),)
+  if ret.arg.op is Ops.MAX:  # split equally between tied maxima (as tinygrad)
+    hit = (src == _t(ret, g).expand(src.shape)).cast(g.dtype)
+    return (hit * (g / hit.sum(ret.arg.axes, keepdim=True)).expand(src.shape),)
+  return ((g * _t(ret, g)).expand(src.shape) / src,)  # MUL
+
+def _max_grad(g: "Tensor", ret: UOp) -> tuple:
+  a, b = _t(ret.src[0], g), _t(ret.src[1], g)
+  wa = (a > b).cast(g.dtype) + (a == b).cast(g.dtype) * 0.5
+  return (g * wa, g * (1 - wa))
+
+pm_gradient = PatternMatcher([
+  (UPat(Ops.ADD, name="ret"), lambda g, ret: (g, g)),
+  (UPat(Ops.MUL, name="ret"), lambda g, ret: (g * _t(ret.src[1], g), g * _t(ret.src[0], g))),
+  (UPat(Ops.FDIV, name="ret"), lambda g, ret: (g / _t(ret.src[1], g), -g * _t(ret, g) / _t(ret.src[1], g))),
+  (UPat(Ops.NEG, name="ret"), lambda g, ret: (-g,)),
+  (UPat(Ops.MAX, name="ret"), _max_grad),
+  (UPat(Ops.EXP2, name="ret"), lambda g, ret: (g * _t(ret, g) * LN2,)),
+  (UPat(Ops.LOG2, name="ret"), lambda g, ret: (g / (_t(ret.src[0], g) * LN2),)),
+  (UPat(Ops.SIN, name="ret"), lambda g, ret: (g * _t(ret.src[0], g).cos(),)),
+  (UPat(Ops.SQRT, name="ret"), lambda g, ret: (g / (_t(ret, g) * 2),)),
+  (UPat(Ops.RECIPROCAL, name="ret"), lambda g, ret: (-g * _t(ret, g) * _t(ret, g),)),
+  (UPat(Ops.WHERE, name="ret"), lambda g, ret: (None, _t(ret.src[0], g).where(g, 0), _t(ret.src[0], g).where(0, g))),
+  (UPat(Ops.CAST, name="ret"), lambda g, ret: (g.cast(ret.src[0].dtype),) if dtypes.is_float(ret.src[0].dtype) else (None,)),
+  (UPat(Ops.CONTIGUOUS, name="ret"), lambda g, ret: (g,)),
+  (UPat(Ops.CONTIGUOUS_BACKWARD, name="ret"), lambda g, ret: (g.contiguous(),)),
+  (UPat(Ops.COPY, name="ret"), lambda g, ret: (g.to(_device_of_grad(ret, g)),)),
+  (UPat(Ops.REDUCE, name="ret"), _reduce_grad),
+  (UPat(Ops.RESHAPE, name="ret"), lambda g, ret: (g.reshape(ret.src[0].shape),)),
+  (UPat(Ops.PERMUTE, name="ret"), lambda g, ret: (g.permute(argsort(list(ret.arg))),)),
+  (UPat(Ops.EXPAND, name="ret"), lambda g, ret: (g.sum(tuple(i for i, (s, n) in enumerate(zip(ret.src[0].shape, ret.shape)) if s != n),
+                                                        keepdim=True, dtype=g.dtype),)),
+  (UPat(Ops.PAD, name="ret"), lambda g, ret: (g.shrink(tuple((b, b + s) for (b, _), s in zip(ret.arg, ret.src[0].shape))),)),
+  (UPat(Ops.SHRINK, name="ret"), lambda g, ret: (g.pad(tuple((b, s - e) for (b, e), s in zip(ret.arg, ret.src[0].shape))),)),
+  (UPat(Ops.FLIP, name="ret"), lambda g, ret: (g.flip(tuple(i for i, f in enumerate(ret.arg) if f)),)),
+], name="gradient")
+
+def _device_of_grad(ret: UOp, g: "Tensor") -> str:
+  for u in ret.src[0].toposort():
+    if u.op is Ops.BUFFER: return u.arg.device
+  return g.device
+
+NO_GRAD = {Ops.CMPLT, Ops.CMPNE, Ops.IDIV, Ops.MOD, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR, Ops.TRUNC, Ops.BITCAST,
+           Ops.DETACH, Ops.BUFFER, Ops.CONST, Ops.IOTA}
+
+def compute_gradient(root: UOp, root_grad: "Tensor", targets: set[UOp]) -> dict[UOp, "Tensor"]:
+  """d(root)/d(target) for every target reachable from root, as lazy Tensors shaped like the targets."""
+  topo = root.toposort()
+  on_path: dict[UOp, bool] = {}
+  for u in topo:  # a node matters if a target lies at or below it
+    on_path[u] = u in targets or (u.op not in NO_GRAD and any(on_path[s] for s in u.src))
+  grads: dict[UOp, "Tensor"] = {root: root_grad}
+  for u in reversed(topo):
+    if (g := grads.get(u)) is None or not on_path[u] or u.op in NO_GRAD: continue
+    if not dtypes.is_float(u.dtype): continue
+    if not u.src: continue
+    src_grads = pm_gradient.apply(u, g=g)
+    if src_grads is None: raise NotImplementedError(f"backward: no gradient rule for {u.op}")
+    for s, sg in zip(u.src, src_grads):
+      if sg is None or not on_path[s]: continue
+      grads[s] = sg if s not in grads else grads[s] + sg
+  return {t: grads[t] for t in targets if t in grads}
