@@ -72,7 +72,12 @@ def linearize(sink: UOp, thread_range: UOp | None = None) -> Block:
   def deps(u: UOp) -> list[UOp]:
     if u.op is Ops.REDUCE: return [accs[u][1]]
     if u.op is Ops.ACCUMULATE: return [u.src[0], u.src[1]]
-    return [s for s in u.src if s.op not in INLINE]
+    out, stack = [], list(u.src)
+    while stack:  # look through inline nodes (a VECTORIZE broadcasting a computed value) to what they read
+      s = stack.pop()
+      if s.op in INLINE: stack.extend(s.src)
+      else: out.append(s)
+    return out
 
   def order_block(b: Block) -> None:
     items = members.get(b, [])

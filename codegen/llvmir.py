@@ -293,8 +293,11 @@ class LLVMRenderer:
       self.emit(f"{out} = {'fcmp une' if dtypes.is_float(fs) else 'icmp ne'} {ft} {x}, {zero}")
     elif fs == dtypes.bool: self.emit(f"{out} = {'uitofp' if dtypes.is_float(ts) else 'zext'} {ft} {x} to {tt}")
     elif dtypes.is_float(fs) and dtypes.is_float(ts):
-      if {fs, ts} == {dtypes.float16, dtypes.bfloat16}:
-          return self.cast(self.cast(x, f, dtypes.float32.vec(f.count)), dtypes.float32.vec(f.count), t)
+      f32 = dtypes.float32.vec(f.count)
+      if {fs, ts} == {dtypes.float16, dtypes.bfloat16}: return self.cast(self.cast(x, f, f32), f32, t)
+      if fs == dtypes.float64 and ts in (dtypes.float16, dtypes.bfloat16): return self.cast(self.f64_to_f32_odd(x, f), f32, t)
+      if ts == dtypes.bfloat16: return self.f32_to_bf16(self.cast(x, f, f32) if fs != dtypes.float32 else x, t)
+      if fs == dtypes.bfloat16: return self.cast(self.bf16_to_f32(x, f), f32, t)
       self.emit(f"{out} = {'fpext' if ts.itemsize > fs.itemsize else 'fptrunc'} {ft} {x} to {tt}")
     elif dtypes.is_float(ts): self.emit(f"{out} = {'uitofp' if dtypes.is_unsigned(fs) else 'sitofp'} {ft} {x} to {tt}")
     elif dtypes.is_float(fs):  # saturating: NaN -> 0 and out-of-range -> min/max instead of poison
@@ -305,6 +308,56 @@ class LLVMRenderer:
       return x
     elif ts.itemsize < fs.itemsize: self.emit(f"{out} = trunc {ft} {x} to {tt}")
     else: self.emit(f"{out} = {'zext' if dtypes.is_unsigned(fs) else 'sext'} {ft} {x} to {tt}")
+    return out
+
+  # float conversions done with integer ops, so no compiler-rt helper (__truncdfhf2, __truncsfbf2) is ever called
+  def _ivec(self, n: int, v: int) -> str:
+    return self.val(UOp.const(dtypes.int32, v), dtypes.int32.vec(n) if n > 1 else None)
+  def f64_to_f32_odd(self, x: str, f: DType) -> str:
+    """double -> float rounding to odd, so that a second rounding to half/bfloat16 equals one direct rounding."""
+    n, ft = f.count, ltype(f)
+    f32, i32, b = ltype(dtypes.float32.vec(n)), ltype(dtypes.int32.vec(n)), ltype(dtypes.bool.vec(n))
+    fabs = self.declare(ft, f"llvm.fabs.{mangle(f)}", [ft])
+    r, back, ab, ax, inexact, over, bits, dn, tz, odd, res, out = (self.tmp() for _ in range(12))
+    self.emit(f"{r} = fptrunc {ft} {x} to {f32}")
+    self.emit(f"{back} = fpext {f32} {r} to {ft}")
+    self.emit(f"{ab} = call {ft} {fabs}({ft} {back})")
+    self.emit(f"{ax} = call {ft} {fabs}({ft} {x})")
+    self.emit(f"{inexact} = fcmp one {ft} {back}, {x}")
+    self.emit(f"{over} = fcmp ogt {ft} {ab}, {ax}")
+    self.emit(f"{bits} = bitcast {f32} {r} to {i32}")
+    self.emit(f"{dn} = sub {i32} {bits}, {self._ivec(n, 1)}")
+    self.emit(f"{tz} = select {b} {over}, {i32} {dn}, {i32} {bits}")
+    self.emit(f"{odd} = or {i32} {tz}, {self._ivec(n, 1)}")
+    self.emit(f"{res} = select {b} {inexact}, {i32} {odd}, {i32} {bits}")
+    self.emit(f"{out} = bitcast {i32} {res} to {f32}")
+    return out
+
+  def f32_to_bf16(self, x: str, t: DType) -> str:
+    """Round to nearest even on the bits; NaN stays a quiet NaN."""
+    n = t.count
+    f32, i32, i16, b = ltype(dtypes.float32.vec(n)), ltype(dtypes.int32.vec(n)), ltype(dtypes.int16.vec(n)), ltype(dtypes.bool.vec(n))
+    bits, sh, lsb, bias, sum_, hi, nan, sel, tr, out = (self.tmp() for _ in range(10))
+    self.emit(f"{bits} = bitcast {f32} {x} to {i32}")
+    self.emit(f"{sh} = lshr {i32} {bits}, {self._ivec(n, 16)}")
+    self.emit(f"{lsb} = and {i32} {sh}, {self._ivec(n, 1)}")
+    self.emit(f"{bias} = add {i32} {lsb}, {self._ivec(n, 0x7FFF)}")
+    self.emit(f"{sum_} = add {i32} {bits}, {bias}")
+    self.emit(f"{hi} = lshr {i32} {sum_}, {self._ivec(n, 16)}")
+    self.emit(f"{nan} = fcmp uno {f32} {x}, {x}")
+    self.emit(f"{sel} = select {b} {nan}, {i32} {self._ivec(n, 0x7FC0)}, {i32} {hi}")
+    self.emit(f"{tr} = trunc {i32} {sel} to {i16}")
+    self.emit(f"{out} = bitcast {i16} {tr} to {ltype(t)}")
+    return out
+
+  def bf16_to_f32(self, x: str, f: DType) -> str:
+    n = f.count
+    f32, i32, i16 = ltype(dtypes.float32.vec(n)), ltype(dtypes.int32.vec(n)), ltype(dtypes.int16.vec(n))
+    bits, ext, sh, out = self.tmp(), self.tmp(), self.tmp(), self.tmp()
+    self.emit(f"{bits} = bitcast {ltype(f)} {x} to {i16}")
+    self.emit(f"{ext} = zext {i16} {bits} to {i32}")
+    self.emit(f"{sh} = shl {i32} {ext}, {self._ivec(n, 16)}")
+    self.emit(f"{out} = bitcast {i32} {sh} to {f32}")
     return out
 
   def val_broadcast(self, x: str, dt: DType, n: int) -> str:

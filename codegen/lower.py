@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from tinygrad.uop import UOp, Ops, RangeArg, ELEMENTWISE, MOVEMENT
 from tinygrad.dtype import dtypes, DType
 from tinygrad.helpers import prod
+from tinygrad.rewrite import graph_rewrite
+from codegen.symbolic import pm_symbolic
 
 class NeedsRealize(Exception):
   """Raised when inlining a reduce into this kernel would recompute it; the scheduler realizes it first."""
@@ -41,6 +43,7 @@ def unflat_index(flat: UOp, shape: tuple[int, ...]) -> tuple[UOp, ...]:
   return tuple(out)
 
 REDUCE_IDENTITY = {Ops.ADD: 0, Ops.MUL: 1}
+RECOMPUTE_OPS = 3  # an elementwise value costing this many ops is realized rather than recomputed in every iteration
 
 def reduce_identity(op: Ops, dtype: DType):
   if op is Ops.MAX: return dtypes.min(dtype)
@@ -54,6 +57,15 @@ class Lowerer:
     self.reduce_at: dict[UOp, UOp] = {}         # tensor-level REDUCE -> the one index it was evaluated at
     self.parent: dict[UOp, UOp | None] = {}     # loop nesting of RANGEs
     self.n_ranges = 0
+    self.simplified: dict[UOp, UOp] = {}
+    self.costs: dict[UOp, int] = {}
+    self.inlined: set[UOp] = set()              # REDUCEs computed inside this kernel
+
+  def simplify(self, idx: UOp) -> UOp:
+    """Index expressions are simplified as they are built, so that the loops a value depends on (the fusion rule) and the
+    memo keys see `(i*16+j)//16` as `i`."""
+    if (r := self.simplified.get(idx)) is None: r = self.simplified[idx] = graph_rewrite(idx, pm_symbolic)
+    return r
 
   def new_range(self, end: int, kind: str, parent: UOp | None) -> UOp:
     r = UOp(Ops.RANGE, dtypes.index, (), RangeArg(self.n_ranges, end, kind))
@@ -85,7 +97,28 @@ class Lowerer:
 
   def eval(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
     if self.is_realized(u): return self.load(u, idx)
+    if u.op in ELEMENTWISE and self.cost(u) >= RECOMPUTE_OPS and not self.once_per_iteration(idx): raise NeedsRealize(u)
     return self.eval_src(u, idx)
+
+  def once_per_iteration(self, idx: tuple[UOp, ...]) -> bool:
+    """True if a value at idx depends on every loop enclosing the innermost loop it uses: then it is computed once per
+    iteration of the loops it sits in, and inlining it recomputes nothing."""
+    deps = frozenset().union(*(i.ranges for i in idx))
+    deepest = max(deps, key=lambda r: len(self.chain(r)), default=None)
+    return deps == frozenset(self.chain(deepest))
+
+  def cost(self, u: UOp) -> int:
+    """ALU ops inlining u costs per evaluation (up to realized inputs and reduces)."""
+    if (c := self.costs.get(u)) is None:
+      seen, stack, c = set(), [u], 0
+      while stack:
+        x = stack.pop()
+        if x in seen or self.is_realized(x) or x.op in (Ops.REDUCE, Ops.BUFFER, Ops.CONST): continue
+        seen.add(x)
+        if x.op in ELEMENTWISE: c += 1
+        stack.extend(x.src)
+      self.costs[u] = c
+    return c
 
   def eval_src(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
     key = (u, idx)
@@ -107,21 +140,18 @@ class Lowerer:
           if b == 0 and s == u.shape[len(nidx)]: nidx.append(i); continue
           cond = (i < b + s) if b == 0 else (i >= b).logical_and(i < b + s)
           valid = cond if valid is None else valid.logical_and(cond)
-          nidx.append(i - b if b else i)
+          nidx.append(self.simplify(i - b) if b else i)
         inner = self.eval(src, tuple(nidx))
         return inner if valid is None else valid.where(inner, inner.const_like(0))
-      return self.eval(src, move_index(u, idx))
+      return self.eval(src, tuple(self.simplify(i) for i in move_index(u, idx)))
     if op is Ops.REDUCE: return self.eval_reduce(u, idx)
     raise NotImplementedError(f"lowering of {op} is not supported")
 
   def eval_reduce(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
     # inline only if computed once per iteration of the loops it sits in, at one index; else realize it first
-    if u is not self.out:
-      if self.reduce_at.setdefault(u, idx) != idx: raise NeedsRealize(u)
-      deps = frozenset().union(*(i.ranges for i in idx))
-      deepest = max(deps, key=lambda r: len(self.chain(r)), default=None)
-      if deps != frozenset(self.chain(deepest)) - {None}: raise NeedsRealize(u)
-    else: deepest = max((i for i in idx if i.op is Ops.RANGE), key=lambda r: len(self.chain(r)), default=None)
+    if u is not self.out and (self.reduce_at.setdefault(u, idx) != idx or not self.once_per_iteration(idx)): raise NeedsRealize(u)
+    deepest = max(frozenset().union(*(i.ranges for i in idx)), key=lambda r: len(self.chain(r)), default=None)
+    if u is not self.out: self.inlined.add(u)
     src, rop = u.src[0], u.arg.op
     if any(src.shape[a] == 0 for a in u.arg.axes): return UOp.const(u.dtype, reduce_identity(rop, u.dtype))
     nidx, rngs, parent = list(idx), [], deepest
@@ -148,8 +178,9 @@ def move_index(u: UOp, idx: tuple[UOp, ...]) -> tuple[UOp, ...]:
   if op is Ops.FLIP: return tuple((s - 1) - i if f else i for i, s, f in zip(idx, src_shape, arg))
   raise NotImplementedError(op)
 
-def lower(out: UOp, is_realized) -> tuple[UOp, list[UOp]]:
-  """Lower the Tensor-level node `out` into a kernel graph; returns the SINK and the realized inputs it reads."""
+def lower(out: UOp, is_realized) -> tuple[UOp, list[UOp], set[UOp]]:
+  """Lower the Tensor-level node `out` into a kernel graph; returns the SINK, the realized inputs it reads, and the
+  REDUCEs it computes inline."""
   lw = Lowerer(out, is_realized)
   sink = lw.lower()
-  return sink, sorted(lw.inputs, key=lw.inputs.__getitem__)
+  return sink, sorted(lw.inputs, key=lw.inputs.__getitem__), lw.inlined

@@ -24,6 +24,28 @@ pm_promote_half = PatternMatcher([
    lambda u, f, x: x if u.dtype == x.dtype and x.dtype in HALFS and f.dtype == dtypes.float32 else None),
 ], name="promote_half")
 
+def _eq_operands(c: UOp) -> tuple[UOp, UOp] | None:
+  """(a, b) if c is `a == b`, which the front end writes as (a != b) != True."""
+  if c.op is Ops.CMPNE and c.src[1].op is Ops.CONST and c.src[1].arg is True and c.src[0].op is Ops.CMPNE: return c.src[0].src
+  return None
+
+def fold_onehot_reduce(red: UOp) -> UOp | None:
+  """sum over r of where(e == r, v(r), 0) -> where(0 <= e < end, v(e), 0) when e does not depend on r: a gather written
+  as a one-hot reduction (Tensor indexing, Embedding) becomes one indexed load instead of a loop."""
+  if red.arg is not Ops.ADD or len(red.src) != 2 or red.src[0].op is not Ops.WHERE: return None
+  cond, v, zero = red.src[0].src
+  r = red.src[1]
+  if zero.op is not Ops.CONST or zero.arg != 0 or (ops := _eq_operands(cond)) is None: return None
+  for a, b in (ops, ops[::-1]):
+    rr = b.src[0] if b.op is Ops.CAST else b
+    if rr is r and r not in a.ranges and dtypes.is_int(a.dtype):
+      e = a.cast(dtypes.index)
+      valid = (e >= 0).logical_and(e < r.arg.end)
+      return valid.where(v.substitute({b: a, r: e}), zero)
+  return None
+
+pm_fold_onehot = PatternMatcher([(UPat(Ops.REDUCE, name="red"), fold_onehot_reduce)], name="fold_onehot")  # test_gather_is_one_load
+
 @dataclass(frozen=True)
 class KernelInfo:
   name: str
@@ -44,17 +66,22 @@ def _contiguous_in(idx: UOp, r: UOp) -> bool:
   return terms.get(r, 0) == 1 and not any(r in t.ranges for t in terms if t is not r)
 
 def choose_vector_axis(sink: UOp, max_lanes: int) -> tuple[UOp, str, int] | None:
+  """Vectorise the loop whose accesses are contiguous: candidates are the innermost output loop (if the store is
+  contiguous in it) and the innermost loop of each reduce; the one with the fewest per-lane gathers wins, ties going
+  to the output loop (its store is one vector store and no horizontal reduce is needed)."""
   store = sink.src[0]
+  nodes = sink.toposort()
+  loads = [u for u in nodes if u.op is Ops.LOAD]
+  def gathers(r: UOp) -> int: return sum(1 for ld in loads if r in ld.src[1].ranges and not _contiguous_in(ld.src[1], r))
+  cands: list[tuple[int, int, UOp, str]] = []
   glob = _ranges(sink, "global")
-  if glob and _contiguous_in(store.src[1], glob[-1]):
-    w = _lane_width(sink, glob[-1].arg.end, max_lanes)
-    if w > 1: return glob[-1], "global", w
-  for red in (u for u in sink.toposort() if u.op is Ops.REDUCE):
+  if glob and _contiguous_in(store.src[1], glob[-1]): cands.append((gathers(glob[-1]), 0, glob[-1], "global"))
+  for red in (u for u in nodes if u.op is Ops.REDUCE):
     r = red.src[-1]
-    loads = [u for u in red.src[0].toposort() if u.op is Ops.LOAD and r in u.src[1].ranges]
-    if loads and all(_contiguous_in(ld.src[1], r) for ld in loads) and all(r not in u.src[1].ranges for u in [store]):
-      w = _lane_width(sink, r.arg.end, max_lanes)
-      if w > 1: return r, "reduce", w
+    if r in store.src[1].ranges or not any(r in ld.src[1].ranges for ld in loads): continue
+    cands.append((gathers(r), 1, r, "reduce"))
+  for _, _, r, kind in sorted(cands, key=lambda c: (c[0], c[1])):
+    if (w := _lane_width(sink, r.arg.end, max_lanes)) > 1: return r, kind, w
   return None
 
 def vectorize(sink: UOp, r: UOp, w: int) -> UOp:
@@ -129,7 +156,7 @@ def kernel_name(sink: UOp) -> str:
 
 def optimize(sink: UOp, max_lanes: int, threads: int, noopt: bool) -> tuple[UOp, KernelInfo]:
   name = kernel_name(sink)
-  sink = graph_rewrite(sink, pm_symbolic, name="simplify")
+  sink = graph_rewrite(sink, pm_symbolic + pm_fold_onehot, name="simplify")
   sink = graph_rewrite(sink, pm_promote_half)
   vec = None if noopt else choose_vector_axis(sink, max_lanes)
   if vec is not None:

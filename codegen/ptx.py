@@ -20,6 +20,9 @@ It consumes the same linearized Block tree as the LLVM renderer (codegen/llvmir.
   float64 with fma, Taylor polynomials on [-pi/4, pi/4]); a few ulp in float32 and float64, for |x| < ~1e9 in sin
   (no Payne-Hanek reduction for huger arguments).
 * Global loops mapped to threads become %ctaid.x * %ntid.x + %tid.x (codegen/gpu.py); threads past the end exit.
+  In group mode (a block per output, codegen/gpu.py) gid is %ctaid.x, the lane %tid.x, and a REDUCE over a "group"
+  loop combines the lanes' partials with shfl.sync.bfly within warps and a .shared array + bar.sync across warps;
+  a STORE with a 4th source is predicated on it.
   Division of a non-negative 32-bit index by a constant is a mul.hi + shift (or a shift / and for powers of two).
 """
 from __future__ import annotations
@@ -112,8 +115,9 @@ class PTXKernel:
   arch: str = "sm_80"
   info: GPUKernelInfo | None = field(default=None, repr=False)
 
-def render_ptx(ast: UOp, arch: str = "sm_80") -> PTXKernel:
-  sink, info = optimize_gpu(ast)
+def render_ptx(ast: UOp, arch: str = "sm_80", group: bool = True) -> PTXKernel:
+  """Kernel AST (as scheduled) -> PTX for `arch`. group=False turns off block-level reductions (e.g. for NOOPT)."""
+  sink, info = optimize_gpu(ast, group)
   prog = linearize(sink)
   params = sorted({u.arg.index: u for u in sink.toposort() if u.op is Ops.DEFINE_GLOBAL}.values(), key=lambda p: p.arg.index)
   src = PTXRenderer(arch).render(info.name, prog, params, info, sink)
@@ -152,7 +156,8 @@ class PTXRenderer:
       self.prologue.append(f"ld.param.u64 {r}, [data{p.arg.index}];")
       self.prologue.append(f"cvta.to.global.u64 {r}, {r};")
       self.reg[p], self.rdt[p] = r, dtypes.uint64
-    if info.gid is not None: self.render_gid(info)
+    self.shared: list[tuple[str, int]] = []
+    if info.gid is not None or info.group: self.render_gid(info)
     self.block(prog)
     body = self.prologue + self.const_lines + self.lines
     decls = [f".reg .{cls} {pfx}<{self.counts[cls] + 1}>;" for cls, pfx in
@@ -162,6 +167,7 @@ class PTXRenderer:
            f".version {ptx_version(self.arch)}", f".target {self.arch}", ".address_size 64", "",
            f".visible .entry {name}({sig})", "{"]
     out += ["  " + d for d in decls]
+    out += [f"  .shared .align 8 .b8 {n}[{size}];" for n, size in self.shared]
     out += [("" if l.endswith(":") else "  ") + l for l in body]
     out += ["$L_end:", "  ret;", "}", ""]
     return "\n".join(out)
@@ -226,6 +232,16 @@ class PTXRenderer:
 
   # ---------------------------------------------------------------- structure
   def render_gid(self, info: GPUKernelInfo) -> None:
+    if info.group:  # one block per gid: gid = %ctaid.x, lid = %tid.x
+      t = self.new("b32")
+      self.prologue.append(f"mov.u32 {t}, %tid.x;")
+      self.tid = t
+      self.set(info.lid, t, dtypes.int32)
+      if info.gid is not None:
+        c = self.new("b32")
+        self.prologue.append(f"mov.u32 {c}, %ctaid.x;")
+        self.set(info.gid, c, dtypes.int32)
+      return
     g = info.gid
     total = info.global_size[0] * info.local_size[0]
     a, b, c = self.new("b32"), self.new("b32"), self.new("b32")
@@ -295,6 +311,7 @@ class PTXRenderer:
       acc = self.acc_of[u]
       out = self.newr(u.dtype)
       self.emit(f"mov.{self.movty(u.dtype)} {out}, {acc};")
+      if any(r.op is Ops.RANGE and r.arg.kind == "group" for r in u.src[1:]): self.group_reduce(u.arg, u.dtype, out)
       self.set(u, out, u.dtype)
     elif op in (Ops.CONST, Ops.DEFINE_GLOBAL, Ops.SINK, Ops.RANGE): return
     elif op in (Ops.LANE, Ops.VECTORIZE) or u.dtype.count > 1:
@@ -305,6 +322,80 @@ class PTXRenderer:
   def movty(dt: DType) -> str:
     cls = REG_CLASS[dt][0]
     return "pred" if cls == "pred" else cls if cls.startswith("f") else "b" + str(REG_BITS[cls])
+
+  # ---------------------------------------------------------------- block reductions (group mode)
+  def _widen(self, x: str, dt: DType) -> tuple[str, int]:
+    """x's bits in a .b32 or .b64 register (for shfl and shared memory)."""
+    cls = REG_CLASS[dt][0]
+    if cls == "pred":
+      w = self.new("b32")
+      self.emit(f"selp.u32 {w}, 1, 0, {x};")
+      return w, 32
+    if cls == "b16":
+      w = self.new("b32")
+      self.emit(f"cvt.u32.u16 {w}, {x};")
+      return w, 32
+    if cls in ("f32", "f64"):
+      w = self.new("b32" if cls == "f32" else "b64")
+      self.emit(f"mov.b{REG_BITS[cls]} {w}, {x};")
+      return w, REG_BITS[cls]
+    return x, REG_BITS[cls]
+
+  def _narrow_back(self, w: str, dt: DType) -> str:
+    cls = REG_CLASS[dt][0]
+    if cls == "pred":
+      o = self.new("pred")
+      self.emit(f"setp.ne.u32 {o}, {w}, 0;")
+      return o
+    if cls == "b16":
+      o = self.new("b16")
+      self.emit(f"cvt.u16.u32 {o}, {w};")
+      return o
+    if cls in ("f32", "f64"):
+      o = self.new(cls)
+      self.emit(f"mov.b{REG_BITS[cls]} {o}, {w};")
+      return o
+    return w
+
+  def _shfl(self, w: str, bits: int, off: int) -> str:
+    if bits == 32:
+      t = self.new("b32")
+      self.emit(f"shfl.sync.bfly.b32 {t}, {w}, {off}, 0x1f, 0xffffffff;")
+      return t
+    lo, hi, lo2, hi2, t = self.new("b32"), self.new("b32"), self.new("b32"), self.new("b32"), self.new("b64")
+    self.emit(f"mov.b64 {{{lo}, {hi}}}, {w};")
+    self.emit(f"shfl.sync.bfly.b32 {lo2}, {lo}, {off}, 0x1f, 0xffffffff;")
+    self.emit(f"shfl.sync.bfly.b32 {hi2}, {hi}, {off}, 0x1f, 0xffffffff;")
+    self.emit(f"mov.b64 {t}, {{{lo2}, {hi2}}};")
+    return t
+
+  def group_reduce(self, op: Ops, dt: DType, acc: str) -> None:
+    """Combine the block's per-lane partial results in register acc: a butterfly over each warp's 32 lanes (every
+    lane ends with its warp's result), then lane 0 of each warp writes it to shared memory and, after a barrier,
+    every lane reads and combines all warps' results in order. Each reduce has its own shared array, so no second
+    barrier is needed (a group reduce runs once per kernel)."""
+    for off in (16, 8, 4, 2, 1):
+      w, bits = self._widen(acc, dt)
+      other = self._narrow_back(self._shfl(w, bits, off), dt)
+      self.binary(op, dt, acc, other, out=acc)
+    w, bits = self._widen(acc, dt)
+    size, nwarps = bits // 8, self.info.group // 32
+    name = f"red{len(self.shared)}"
+    self.shared.append((name, size * nwarps))
+    base, lane, warp, a, p = self.new("b32"), self.new("b32"), self.new("b32"), self.new("b32"), self.new("pred")
+    self.emit(f"mov.u32 {base}, {name};")
+    self.emit(f"and.b32 {lane}, {self.tid}, 31;")
+    self.emit(f"shr.u32 {warp}, {self.tid}, 5;")
+    self.emit(f"mad.lo.s32 {a}, {warp}, {size}, {base};")
+    self.emit(f"setp.eq.u32 {p}, {lane}, 0;")
+    self.emit(f"@{p} st.shared.b{bits} [{a}], {w};")
+    self.emit("bar.sync 0;")
+    for i in range(nwarps):
+      x = self.new("b32" if bits == 32 else "b64")
+      self.emit(f"ld.shared.b{bits} {x}, [{base}+{i * size}];" if i else f"ld.shared.b{bits} {x}, [{base}];")
+      v = self._narrow_back(x, dt)
+      if i == 0: self.emit(f"mov.{self.movty(dt)} {acc}, {v};")
+      else: self.binary(op, dt, acc, v, out=acc)
 
   # ---------------------------------------------------------------- memory
   def address(self, buf: UOp, idx: UOp) -> str:

@@ -142,7 +142,6 @@ class Tensor:
   def ndim(self) -> int: return len(self.shape)
   def numel(self) -> int: return prod(self.shape)
   def element_size(self) -> int: return self.dtype.itemsize
-  @property
   def nbytes(self) -> int: return self.numel() * self.element_size()
   def is_floating_point(self) -> bool: return dtypes.is_float(self.dtype)
   def size(self, dim: int | None = None) -> int | tuple[int, ...]:
@@ -687,16 +686,23 @@ class Tensor:
   def ge(self, x) -> Tensor: return self >= x
 
   def _float(self) -> Tensor: return self if dtypes.is_float(self.dtype) else self.cast(least_upper_float(self.dtype))
+  def _in_float32(self, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """fn computed in float32 for half types and rounded once at the end (numpy's half transcendentals do this)."""
+    x = self._float()
+    return fn(x.float()).cast(x.dtype) if x.dtype in (dtypes.float16, dtypes.bfloat16) else fn(x)
   def exp2(self) -> Tensor: return self._float()._unary(Ops.EXP2)
-  def exp(self) -> Tensor: return (self._float() * (1 / math.log(2)))._unary(Ops.EXP2)
+  def exp(self) -> Tensor: return self._in_float32(lambda x: (x * (1 / math.log(2)))._unary(Ops.EXP2))
   def log2(self) -> Tensor: return self._float()._unary(Ops.LOG2)
-  def log(self) -> Tensor: return self.log2() * math.log(2)
-  def log10(self) -> Tensor: return self.log2() * (math.log(2) / math.log(10))
+  def log(self) -> Tensor: return self._in_float32(lambda x: x.log2() * math.log(2))
+  def log10(self) -> Tensor: return self._in_float32(lambda x: x.log2() * (math.log(2) / math.log(10)))
   def sqrt(self) -> Tensor: return self._float()._unary(Ops.SQRT)
-  def rsqrt(self) -> Tensor: return self.sqrt().reciprocal()
+  def rsqrt(self) -> Tensor: return self._in_float32(lambda x: x.sqrt().reciprocal())
   def sin(self) -> Tensor: return self._float()._unary(Ops.SIN)
-  def cos(self) -> Tensor: return ((math.pi / 2) - self._float()).sin()
-  def tan(self) -> Tensor: return self.sin() / self.cos()
+  def cos(self) -> Tensor:
+    # sin(pi/2 - x): the subtraction is done in float64 so that large |x| keeps float32 accuracy
+    x = self._float()
+    return ((math.pi / 2) - x.cast(dtypes.float64)).sin().cast(x.dtype) if x.dtype != dtypes.float64 else ((math.pi / 2) - x).sin()
+  def tan(self) -> Tensor: return self._in_float32(lambda x: x.sin() / x.cos())
   def reciprocal(self) -> Tensor: return self._float()._unary(Ops.RECIPROCAL)
   def trunc(self) -> Tensor: return self if not dtypes.is_float(self.dtype) else self._unary(Ops.TRUNC)
   def floor(self) -> Tensor:
@@ -757,21 +763,21 @@ class Tensor:
         return out
     a, b = self._broadcasted(x, reverse, "pow")
     out_dt = a.dtype
-    af, bf = a._float(), b._float()
+    af, bf = a.cast(dtypes.float64), b.cast(dtypes.float64)  # exp2(y*log2|x|) loses y*log2|x| ulps: do it in float64
     r = (bf * af.abs().log2()).exp2()
     is_int = bf.trunc() == bf
     odd = is_int & ((bf * 0.5).trunc() != bf * 0.5)
     r = (af < 0).where(is_int.where(odd.where(-r, r), math.nan), r)
     r = ((bf == 0) | (af == 1)).where(1.0, r)
-    return r.cast(out_dt) if not dtypes.is_float(out_dt) else r
+    return r.cast(out_dt) if dtypes.is_float(out_dt) else r.round().cast(out_dt)  # int ** int tensor: exact after rounding
 
   # activations
   def relu(self) -> Tensor: return self.maximum(0)
   def relu6(self) -> Tensor: return self.relu() - (self - 6).relu()
-  def sigmoid(self) -> Tensor: return (1 + (-self._float()).exp()).reciprocal()
+  def sigmoid(self) -> Tensor: return self._in_float32(lambda x: (1 + (-x).exp()).reciprocal())
   def logsigmoid(self) -> Tensor: return -(-self).softplus()
   def hardsigmoid(self, alpha: float = 1 / 6, beta: float = 0.5) -> Tensor: return (alpha * self + beta).relu() - (alpha * self + beta - 1).relu()
-  def tanh(self) -> Tensor: return 2.0 * (2.0 * self._float()).sigmoid() - 1.0
+  def tanh(self) -> Tensor: return self._in_float32(lambda x: 2.0 * (2.0 * x).sigmoid() - 1.0)
   def sinh(self) -> Tensor: return (self.exp() - (-self).exp()) / 2
   def cosh(self) -> Tensor: return (self.exp() + (-self).exp()) / 2
   def atanh(self) -> Tensor: return ((1 + self) / (1 - self)).log() / 2
@@ -885,12 +891,12 @@ class Tensor:
   def argmin(self, axis=None, keepdim: bool = False) -> Tensor: return self._inverse().argmax(axis, keepdim)
   def softmax(self, axis: int = -1, dtype=None) -> Tensor:
     x = self.cast(to_dtype(dtype)) if dtype is not None else self._float()
-    m = x - x.max(axis, keepdim=True).detach()
+    m = x - x._reduce(Ops.MAX, axis, True, "softmax").detach()  # no empty-axis error: the result is empty then
     e = m.exp()
     return e / e.sum(axis, keepdim=True)
   def log_softmax(self, axis: int = -1, dtype=None) -> Tensor:
     x = self.cast(to_dtype(dtype)) if dtype is not None else self._float()
-    m = x - x.max(axis, keepdim=True).detach()
+    m = x - x._reduce(Ops.MAX, axis, True, "log_softmax").detach()
     return m - m.exp().sum(axis, keepdim=True).log()
   def logsumexp(self, axis=None, keepdim: bool = False) -> Tensor:
     m = self.max(axis, keepdim=True).detach()
@@ -911,7 +917,8 @@ class Tensor:
     n, m = xs.shape[-2], ws.shape[-1]
     a = xs.reshape(xs.shape[:-1] + (1, k1))
     b = ws.transpose(-1, -2).reshape(ws.shape[:-2] + (1, m, k1))
-    out = (a * b).sum(-1, dtype=dtype)
+    out = (a * b).sum(-1, dtype=dtype)  # accumulates in sum's wider dtype, then back to the inputs' dtype as tinygrad
+    out = out.cast(least_upper_dtype(x.dtype, w.dtype) if dtype is None else to_dtype(dtype))
     if x.ndim == 1: out = out.squeeze(-2)
     if w.ndim == 1: out = out.squeeze(-1)
     return out
@@ -1164,8 +1171,9 @@ def _is_buffer(u: UOp) -> bool:
 def _from_numpy(arr, device: str) -> UOp:
   import numpy as np
   dt = _np_to_dtype(arr)
+  shape = arr.shape  # before ascontiguousarray, which makes 0-d arrays 1-d
   arr = np.ascontiguousarray(arr)
-  return _buffer_uop(Buffer(device, arr.size, dt).copyin(arr), arr.shape)
+  return _buffer_uop(Buffer(device, arr.size, dt).copyin(arr), shape)
 
 def _from_list(data, device: str, dtype: DType | None) -> UOp:
   """Nested Python lists -> a buffer, packed with struct (no numpy import on this path)."""

@@ -26,21 +26,35 @@ def create_schedule(roots: list[UOp]) -> list[ScheduleItem]:
   to_realize: dict[UOp, None] = {r: None for r in roots if not is_view_of_buffer(r) and r.size > 0}
   for u in UOp(Ops.SINK, src=tuple(roots)).toposort():
     if u.op in (Ops.CONTIGUOUS, Ops.COPY) and u.size > 0: to_realize[u] = None
+  while True:
+    items, inlined_by = _build_kernels(to_realize)
+    # a reduce inlined into several kernels would be computed once per kernel: realize it once and start over. So
+    # must a kernel lowered before a later one forced that reduce to be realized (it computed the reduce again).
+    redo = [r for r, n in inlined_by.items() if n > 1 or r in to_realize]
+    if not redo: return items
+    to_realize.update(dict.fromkeys(redo))
+
+def _build_kernels(to_realize: dict[UOp, None]) -> tuple[list[ScheduleItem], dict[UOp, int]]:
   items: list[ScheduleItem] = []
+  inlined_by: dict[UOp, int] = {}
   built: set[UOp] = set()
-
-  def build(u: UOp) -> None:
-    if u in built: return
+  stack: list[tuple[UOp, bool]] = [(r, False) for r in reversed(list(to_realize))]
+  lowered: dict[UOp, tuple[UOp, list[UOp]]] = {}
+  while stack:  # depth-first: a kernel's inputs are built before it
+    u, ready = stack.pop()
+    if u in built: continue
+    if not ready:
+      while True:
+        try:
+          sink, inputs, inlined = lower(u, lambda x: x is not u and (x.op is Ops.BUFFER or x in to_realize))
+          break
+        except NeedsRealize as e: to_realize[e.node] = None
+      lowered[u] = (sink, inputs)
+      for r in inlined: inlined_by[r] = inlined_by.get(r, 0) + 1
+      stack.append((u, True))
+      stack.extend((i, False) for i in reversed(inputs) if i.op is not Ops.BUFFER and i not in built)
+      continue
     built.add(u)
-    while True:
-      try:
-        sink, inputs = lower(u, lambda x: x is not u and (x.op is Ops.BUFFER or x in to_realize))
-        break
-      except NeedsRealize as e: to_realize[e.node] = None
-    for i in inputs:
-      if i.op is not Ops.BUFFER: build(i)
+    sink, inputs = lowered[u]
     items.append(ScheduleItem(u, sink, tuple(inputs)))
-
-  for r in list(to_realize): build(r)
-  to_realize.clear()  # build is a recursive closure (a reference cycle): drop the graph now, not at the next GC
-  return items
+  return items, inlined_by
