@@ -119,7 +119,7 @@ def render_ptx(ast: UOp, arch: str = "sm_80", group: bool = True) -> PTXKernel:
   """Kernel AST (as scheduled) -> PTX for `arch`. group=False turns off block-level reductions (e.g. for NOOPT)."""
   sink, info = optimize_gpu(ast, group)
   prog = linearize(sink)
-  params = sorted({u.arg.index: u for u in sink.toposort() if u.op is Ops.DEFINE_GLOBAL}.values(), key=lambda p: p.arg.index)
+  params = list(sink.arg)  # every parameter, also one the simplifier made unused
   src = PTXRenderer(arch).render(info.name, prog, params, info, sink)
   return PTXKernel(info.name, src, info.global_size, info.local_size, len(params), tuple(p.dtype for p in params),
                    tuple(p.arg.size for p in params), arch, info)

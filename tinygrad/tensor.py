@@ -211,8 +211,13 @@ class Tensor:
   def to(self, device: str | None) -> Tensor:
     device = Device.canonicalize(device)
     if device == self.device: return self
-    out = Tensor._wrap(UOp(Ops.COPY, self.dtype, (self.uop,), device), device)
-    return out
+    # the source is computed on its own device first; the COPY is then a transfer of one whole buffer
+    src = self if _is_buffer(_resolved(self.uop)) and _resolved(self.uop).size == self.numel() else self.contiguous()
+    src.realize()
+    b = _resolved(src.uop)
+    b = b if b.op is Ops.BUFFER else b.src[0]
+    copy = UOp(Ops.COPY, self.dtype, (b,), device)
+    return Tensor._wrap(copy if copy.shape == self.shape else UOp(Ops.RESHAPE, self.dtype, (copy,), self.shape), device)
   def to_(self, device: str | None) -> Tensor:
     new = self.to(device)
     self.uop, self.device = new.uop, new.device

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time, weakref
 from dataclasses import dataclass
 from tinygrad.uop import UOp, Ops, BufferRef, MOVEMENT
-from tinygrad.dtype import DType
+from tinygrad.dtype import DType, dtypes
 from tinygrad.device import Device, Buffer
 from tinygrad.helpers import DEBUG, NOOPT, GlobalCounters, colored, prod
 from tinygrad.engine.schedule import create_schedule, is_view_of_buffer
@@ -26,13 +26,16 @@ class InputSlot:
 class CompiledKernel:
   name: str
   program: object
-  outer: int          # iterations of the loop split across threads
-  work: int
-  threaded: bool
+  launch: tuple       # the device's run() arguments after the buffers: CPU (outer, work, threaded); CUDA (grid, block)
   src: str
   ops: str            # the Tensor-level ops fused in it, for DEBUG=2
   flops: int
   nbytes: int
+
+@dataclass(frozen=True)
+class BufferCopy:
+  """A COPY between devices: a host transfer, not a kernel."""
+  name: str = "copy"
 
 @dataclass
 class ExecPlan:
@@ -79,31 +82,49 @@ def resolve(u: UOp) -> UOp:
   if not realized_map: return u
   return u.substitute({x: v for x in u.toposort() if (v := realized_map.get(x)) is not None and v is not x})
 
+def count_flops(sink: UOp) -> int:
+  """ALU operations the kernel executes: each ALU node once per iteration of the loops (and lanes) it sits in."""
+  from tinygrad.uop import ALU
+  total = 0
+  for u in sink.toposort():
+    if u.op not in ALU or u.dtype.scalar == dtypes.index: continue  # index arithmetic (int64) is not counted
+    n = 1
+    for r in u.ranges: n *= r.arg.end if r.op is Ops.RANGE else r.arg
+    total += n
+  return total
+
 def compile_kernel(ast: UOp, out: UOp, device: str) -> CompiledKernel:
   key = (ast, device)
   if (ck := kernel_cache.get(key)) is not None: return ck
-  from codegen.opt import optimize
-  from codegen.linearize import linearize, listing
-  from codegen.llvmir import LLVMRenderer
   dev = Device[device]
   st = time.perf_counter()
   if DEBUG >= 5: print(f"kernel graph before lowering ({out.shape}):\n{out}")
-  sink, info = optimize(ast, dev.compiler.vector_bits // 32, dev.threads, bool(NOOPT))
-  prog = linearize(sink, info.thread_range)
-  if DEBUG >= 6: print(listing(prog))
-  params = list(sink.arg)
-  src = LLVMRenderer(dev.compiler.vector_bits).render(info.name, prog, params, info.thread_range)
-  if DEBUG >= 4: print(colored(f"// {info.name}", "cyan") + "\n" + src)
-  obj = dev.compiler.compile(src)
-  program = dev.load(info.name, obj, len(params))
+  if device.startswith("CUDA"):
+    from codegen.ptx import render_ptx
+    k = render_ptx(ast, dev.arch, group=not NOOPT)
+    name, src, launch, opt_sink = k.name, k.src, (k.global_size, k.local_size), k.info
+    if DEBUG >= 4: print(colored(f"// {name}", "cyan") + "\n" + src)
+    program = dev.load(name, src, k.n_params)
+    flops, detail = 0, f"grid={k.global_size} block={k.local_size}"
+  else:
+    from codegen.opt import optimize
+    from codegen.linearize import linearize, listing
+    from codegen.llvmir import LLVMRenderer
+    sink, info = optimize(ast, dev.compiler.vector_bits // 32, dev.threads, bool(NOOPT))
+    prog = linearize(sink, info.thread_range)
+    if DEBUG >= 6: print(listing(prog))
+    name = info.name
+    src = LLVMRenderer(dev.compiler.vector_bits).render(name, prog, list(sink.arg), info.thread_range)
+    if DEBUG >= 4: print(colored(f"// {name}", "cyan") + "\n" + src)
+    program = dev.load(name, dev.compiler.compile(src), len(sink.arg))
+    outer = info.thread_range.arg.end if info.thread_range is not None else 1
+    launch, flops = (outer, info.work, info.thread_range is not None), count_flops(sink)
+    detail = f"vector={info.vector} threads={'split ' + str(outer) if info.thread_range is not None else 'inline'}"
   stats["compiles"] += 1
-  outer = info.thread_range.arg.end if info.thread_range is not None else 1
   fused = sorted({u.op.name.lower() for u in out.toposort() if u.op not in MOVEMENT and u.op not in (Ops.BUFFER, Ops.CONST)})
-  nbytes = sum(p.arg.size * p.dtype.itemsize for p in params)
-  ck = CompiledKernel(info.name, program, outer, info.work, info.thread_range is not None, src, ", ".join(fused),
-                      out.size * max(1, len(fused)), nbytes)
-  if DEBUG >= 3: print(f"  {info.name}: vector={info.vector} threads={'split ' + str(outer) if ck.threaded else 'inline'} "
-                       f"compiled in {(time.perf_counter()-st)*1e3:.1f} ms")
+  nbytes = sum(p.arg.size * p.dtype.itemsize for p in ast.arg)
+  ck = CompiledKernel(name, program, launch, src, ", ".join(fused), flops, nbytes)
+  if DEBUG >= 3: print(f"  {name}: {detail} compiled in {(time.perf_counter()-st)*1e3:.1f} ms")
   kernel_cache[key] = ck
   return ck
 
@@ -119,7 +140,7 @@ def make_plan(roots: tuple[UOp, ...], n_inputs: int, device: str) -> ExecPlan:
     return slot[u]
   kernels = []
   for it in items:
-    ck = compile_kernel(it.ast, it.out, device)
+    ck = BufferCopy() if it.ast is None else compile_kernel(it.ast, it.out, device)
     kernels.append((ck, (slot_for(it.out),) + tuple(slot_for(i) for i in it.inputs)))
   outputs = [None if is_view_of_buffer(r) else slot_for(r) for r in roots]
   return ExecPlan(n_inputs, new_bufs, kernels, outputs)
@@ -128,13 +149,17 @@ def run_plan(plan: ExecPlan, inputs: list[Buffer], device: str) -> list[Buffer]:
   bufs = inputs + [Buffer(device, size, dt) for size, dt in plan.new_bufs]
   dev = Device[device]
   for ck, slots in plan.kernels:
+    if isinstance(ck, BufferCopy):
+      bufs[slots[0]].copyin(bufs[slots[1]].numpy())  # across devices, through the host
+      continue
     ptrs = [bufs[s].ptr for s in slots]
     if DEBUG >= 2: st = time.perf_counter()
-    dev.run(ck.program, ptrs, ck.outer, ck.work, ck.threaded)
+    dev.run(ck.program, ptrs, *ck.launch)
     GlobalCounters.kernel_count += 1
     GlobalCounters.global_ops += ck.flops
     GlobalCounters.global_mem += ck.nbytes
     if DEBUG >= 2:
+      dev.synchronize()
       et = time.perf_counter() - st
       GlobalCounters.time_sum_s += et
       print(f"{colored(f'k{GlobalCounters.kernel_count:<4}', 'green')} {ck.name:<24} fused: {ck.ops:<32} {et*1e3:8.3f} ms "

@@ -15,7 +15,7 @@ from codegen.lower import lower, NeedsRealize
 @dataclass(frozen=True)
 class ScheduleItem:
   out: UOp                  # the Tensor-level node this kernel computes
-  ast: UOp                  # the kernel graph (SINK of one STORE)
+  ast: UOp | None           # the kernel graph (SINK of one STORE); None for a COPY between devices
   inputs: tuple[UOp, ...]   # realized Tensor-level nodes read, in parameter order (param 0 is `out`)
 
 def is_view_of_buffer(u: UOp) -> bool:
@@ -43,6 +43,10 @@ def _build_kernels(to_realize: dict[UOp, None]) -> tuple[list[ScheduleItem], dic
   while stack:  # depth-first: a kernel's inputs are built before it
     u, ready = stack.pop()
     if u in built: continue
+    if not ready and u.op is Ops.COPY and u.src[0].op is Ops.BUFFER:  # a transfer from another device's buffer
+      lowered[u] = (None, [u.src[0]])
+      stack.append((u, True))
+      continue
     if not ready:
       while True:
         try:
