@@ -82,10 +82,9 @@ class Tensor:
     return self
   def _grad_targets(self, only: Sequence[Tensor] | None = None) -> dict[UOp, list[Tensor]]:
     """The tensors to differentiate with respect to, keyed by the node standing for them in self's graph."""
-    from tinygrad.engine.realize import realized_map
     nodes = self.uop.toposort()
     in_graph = set(nodes)
-    alias = {v: x for x in nodes if (v := realized_map.get(x)) is not None}  # realized after the graph was built
+    alias = {x.realized: x for x in nodes if x.realized is not None}  # realized after the graph was built
     out: dict[UOp, list[Tensor]] = {}
     for t in (only if only is not None else list(_GRAD_TENSORS)):
       if only is None and not t.requires_grad: continue
@@ -167,7 +166,7 @@ class Tensor:
     by_dev: dict[str, list[Tensor]] = {}
     for t in tensors:
       if not _is_buffer(_resolved(t.uop)): by_dev.setdefault(t.device, []).append(t)
-    grad_nodes = {t.uop for t in _GRAD_TENSORS if t.requires_grad} if not Tensor.no_grad else set()
+    grad_nodes = {t.uop for t in _GRAD_TENSORS if t.requires_grad} if _GRAD_TENSORS and not Tensor.no_grad else set()
     for dev, ts in by_dev.items():
       for t, u in zip(ts, realize_uops([t.uop for t in ts], dev)):
         # a graph that reaches a tensor requiring grad is kept (its value is served from the realized buffer), so
@@ -544,6 +543,9 @@ class Tensor:
       if dtypes.is_float(x.dtype) or (dtypes.is_int(x.dtype) and isinstance(y, int) and not isinstance(y, bool)): ydt = x.dtype
       elif x.dtype == dtypes.bool and isinstance(y, bool): ydt = dtypes.bool
       else: ydt = dtypes.from_py(y)
+      if ydt == x.dtype:  # the common case: a constant view shaped like x, built directly
+        c = Tensor._wrap(_const_view(ydt, y, x.shape), x.device)
+        return (c, x) if reverse else (x, c)
       y = Tensor._wrap(UOp.const(ydt, y), x.device)
     if x.device != y.device: raise RuntimeError(f"{op}: tensors are on different devices {x.device} and {y.device}")
     if match_dtype and x.dtype != y.dtype:
@@ -1165,10 +1167,16 @@ def _buffer_uop(buf: Buffer, shape: tuple[int, ...]) -> UOp:
   b = UOp(Ops.BUFFER, buf.dtype, (), BufferRef(buf.size, buf.device, buf))
   return b if shape == (buf.size,) else UOp(Ops.RESHAPE, buf.dtype, (b,), shape)
 
+def _const_view(dtype: DType, value: ConstType, shape: tuple[int, ...]) -> UOp:
+  """CONST reshaped and expanded to shape (the UOps Tensor.full builds, without the argument checks)."""
+  c = UOp.const(dtype, value)
+  if not shape: return c
+  c = UOp(Ops.RESHAPE, dtype, (c,), (1,) * len(shape))
+  return c if all(s == 1 for s in shape) else UOp(Ops.EXPAND, dtype, (c,), shape)
+
 def _resolved(u: UOp) -> UOp:
   """u, or the buffer view holding its value if it was realized earlier."""
-  from tinygrad.engine.realize import realized_map
-  return realized_map.get(u, u)
+  return u.realized if u.realized is not None else u
 
 def _is_buffer(u: UOp) -> bool:
   return u.op is Ops.BUFFER or (u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER)

@@ -71,7 +71,7 @@ def _argkey(arg):
   return arg
 
 class UOp:
-  __slots__ = ("op", "dtype", "src", "arg", "_shape", "_vmin", "_vmax", "_ranges", "__weakref__")
+  __slots__ = ("op", "dtype", "src", "arg", "_shape", "_vmin", "_vmax", "_ranges", "realized", "__weakref__")
   _cache: dict[tuple, weakref.ref] = {}  # (op, dtype, src, arg) -> weak reference; entries removed when the node dies
   op: Ops
   dtype: DType
@@ -84,6 +84,7 @@ class UOp:
     self = object.__new__(cls)
     self.op, self.dtype, self.src, self.arg = op, dtype, src, arg
     self._shape = self._vmin = self._vmax = self._ranges = None
+    self.realized: UOp | None = None  # the buffer view holding this node's value once computed (set by realize)
     UOp._cache[key] = weakref.ref(self, lambda _, key=key: _drop(key))
     return self
   def __reduce__(self): return (UOp, (self.op, self.dtype, self.src, self.arg))

@@ -7,7 +7,7 @@ Caches, in the order a hot path meets them:
   3. LLVM IR + target -> object code on disk (runtime.diskcache).
 """
 from __future__ import annotations
-import time, weakref
+import time
 from dataclasses import dataclass
 from tinygrad.uop import UOp, Ops, BufferRef, MOVEMENT
 from tinygrad.dtype import DType, dtypes
@@ -44,43 +44,32 @@ class ExecPlan:
   kernels: list[tuple[CompiledKernel, tuple[int, ...]]]  # kernel and the slot of each of its parameters
   outputs: list[int | None]                         # slot holding each root, None where the root is a view
 
-realized_map: "weakref.WeakKeyDictionary[UOp, UOp]" = weakref.WeakKeyDictionary()  # computed node -> buffer view
 plan_cache: dict[tuple[tuple[UOp, ...], str], ExecPlan] = {}
 kernel_cache: dict[tuple[UOp, str], CompiledKernel] = {}
 stats = {"plans": 0, "plan_hits": 0, "compiles": 0}
 
 def normalize(roots: list[UOp]) -> tuple[tuple[UOp, ...], list[Buffer]]:
-  """Replace every realized buffer by an InputSlot placeholder; earlier results stand in for the nodes they realized.
-  Iterative (no recursive closure) and it does not descend below a node that was realized earlier."""
+  """Replace every realized buffer by an InputSlot placeholder; earlier results stand in for the nodes they realized."""
   memo: dict[UOp, UOp] = {}
   bufs: list[Buffer] = []
-  slot_of: dict[int, UOp] = {}
-  stack: list[tuple[UOp, bool]] = [(r, False) for r in roots]
-  while stack:
-    u, ready = stack.pop()
-    if u in memo: continue
-    if (done := realized_map.get(u)) is not None and done is not u:  # computed earlier: read its buffer instead
-      if done in memo: memo[u] = memo[done]
-      else: stack.extend(((u, True), (done, False)))
-      continue
-    if not ready:
-      stack.append((u, True))
-      stack.extend((s, False) for s in u.src if s not in memo)
-      continue
-    if u.op is Ops.BUFFER:
-      if (out := slot_of.get(id(u.arg))) is None:
-        out = slot_of[id(u.arg)] = UOp(Ops.BUFFER, u.dtype, (), InputSlot(len(bufs), u.arg.size, u.arg.device))
-        bufs.append(u.arg.buf)
-    else:
-      src = tuple(memo[s] for s in u.src)
-      out = u if src == u.src else u.replace(src=src)
-    memo[u] = out
-  return tuple(memo[r] for r in roots), bufs
+  return tuple(_normalize(r, memo, bufs) for r in roots), bufs
+
+def _normalize(u: UOp, memo: dict[UOp, UOp], bufs: list[Buffer]) -> UOp:
+  if (out := memo.get(u)) is not None: return out
+  if u.realized is not None: out = _normalize(u.realized, memo, bufs)  # computed earlier: read its buffer instead
+  elif u.op is Ops.BUFFER:
+    out = UOp(Ops.BUFFER, u.dtype, (), InputSlot(len(bufs), u.arg.size, u.arg.device))
+    bufs.append(u.arg.buf)
+  elif not u.src: out = u
+  else:
+    src = tuple([_normalize(s, memo, bufs) for s in u.src])
+    out = u if src == u.src else UOp(u.op, u.dtype, src, u.arg)
+  memo[u] = out
+  return out
 
 def resolve(u: UOp) -> UOp:
   """u with every node computed earlier replaced by its buffer view."""
-  if not realized_map: return u
-  return u.substitute({x: v for x in u.toposort() if (v := realized_map.get(x)) is not None and v is not x})
+  return u.substitute({x: x.realized for x in u.toposort() if x.realized is not None})
 
 def count_flops(sink: UOp) -> int:
   """ALU operations the kernel executes: each ALU node once per iteration of the loops (and lanes) it sits in."""
@@ -184,6 +173,6 @@ def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
     if s is None: out.append(resolve(r)); continue
     b = UOp(Ops.BUFFER, r.dtype, (), BufferRef(r.size, device, bufs[s]))
     v = b if r.shape == (r.size,) else UOp(Ops.RESHAPE, r.dtype, (b,), r.shape)
-    realized_map[r] = v
+    r.realized = v
     out.append(v)
   return out
