@@ -279,7 +279,94 @@ class LLVMRenderer:
     if op is Ops.RECIPROCAL:
       self.emit(f"{out} = fdiv {ty} {self.val(UOp.const(dt, 1.0))}, {x}")
       return out
+    if op is Ops.EXP2 and s == dtypes.float32: return self.exp2_f32(x, dt)
+    if op is Ops.LOG2 and s == dtypes.float32: return self.log2_f32(x, dt)
     return self.call({Ops.EXP2: "exp2", Ops.LOG2: "log2", Ops.SIN: "sin", Ops.SQRT: "sqrt", Ops.TRUNC: "trunc"}[op], dt, [x])
+
+  # vectorisable float32 transcendentals (llvm.exp2/log2 on vectors become one libm call per lane)
+  def _fconst(self, v: float, dt: DType) -> str: return self.val(UOp.const(dtypes.float32, v), dt if dt.count > 1 else None)
+  def _fop(self, ins: str, dt: DType, a: str, b: str) -> str:
+    out = self.tmp()
+    self.emit(f"{out} = {ins} {ltype(dt)} {a}, {b}")
+    return out
+  def _poly(self, x: str, coeffs: list[float], dt: DType) -> str:
+    """Horner: c0 + x*(c1 + x*(c2 + ...))."""
+    acc = self._fconst(coeffs[-1], dt)
+    for c in reversed(coeffs[:-1]): acc = self._fop("fadd", dt, self._fop("fmul", dt, acc, x), self._fconst(c, dt))
+    return acc
+  def exp2_f32(self, x: str, dt: DType) -> str:
+    """2^x = 2^n * 2^f with n = round(x), |f| <= 1/2, 2^f by its Taylor series to degree 7 (error < 1e-8); the scale
+    2^n is applied as two exact powers of two so results down to the subnormals are right. NaN passes through."""
+    n, ty = dt.count, ltype(dt)
+    i32 = ltype(dtypes.int32.vec(n))
+    b = ltype(dtypes.bool.vec(n))
+    lo, hi = self.tmp(), self.tmp()
+    self.emit(f"{lo} = call {ty} {self.declare(ty, f'llvm.maxnum.{mangle(dt)}', [ty, ty])}({ty} {x}, {ty} {self._fconst(-151.0, dt)})")
+    self.emit(f"{hi} = call {ty} {self.declare(ty, f'llvm.minnum.{mangle(dt)}', [ty, ty])}({ty} {lo}, {ty} {self._fconst(129.0, dt)})")
+    r = self.tmp()
+    self.emit(f"{r} = call {ty} {self.declare(ty, f'llvm.rint.{mangle(dt)}', [ty])}({ty} {hi})")
+    f = self._fop("fsub", dt, hi, r)
+    ln2 = 0.6931471805599453
+    p = self._poly(f, [ln2 ** k / __import__("math").factorial(k) for k in range(8)], dt)
+    ni, n1, n2, e1, e2, s1, s2 = (self.tmp() for _ in range(7))
+    self.emit(f"{ni} = fptosi {ty} {r} to {i32}")
+    self.emit(f"{n1} = ashr {i32} {ni}, {self._ivec(n, 1)}")
+    self.emit(f"{n2} = sub {i32} {ni}, {n1}")
+    for nk, ek, sk in ((n1, e1, s1), (n2, e2, s2)):
+      t = self.tmp()
+      self.emit(f"{t} = add {i32} {nk}, {self._ivec(n, 127)}")
+      self.emit(f"{ek} = shl {i32} {t}, {self._ivec(n, 23)}")
+      self.emit(f"{sk} = bitcast {i32} {ek} to {ty}")
+    res = self._fop("fmul", dt, self._fop("fmul", dt, p, s1), s2)
+    nan, out = self.tmp(), self.tmp()
+    self.emit(f"{nan} = fcmp uno {ty} {x}, {x}")
+    self.emit(f"{out} = select {b} {nan}, {ty} {x}, {ty} {res}")
+    return out
+  def log2_f32(self, x: str, dt: DType) -> str:
+    """log2 x = e + 2*atanh((m-1)/(m+1))/ln 2 with x = m * 2^e, m in [sqrt(1/2), sqrt(2)); subnormals are scaled by
+    2^23 first. x < 0 -> NaN, 0 -> -inf, inf -> inf, NaN -> NaN (numpy's float32 log2)."""
+    n, ty = dt.count, ltype(dt)
+    i32, b = ltype(dtypes.int32.vec(n)), ltype(dtypes.bool.vec(n))
+    sub, xs, eadj = self.tmp(), self.tmp(), self.tmp()
+    self.emit(f"{sub} = fcmp olt {ty} {x}, {self._fconst(1.1754943508222875e-38, dt)}")
+    self.emit(f"{xs} = select {b} {sub}, {ty} {self._fop('fmul', dt, x, self._fconst(8388608.0, dt))}, {ty} {x}")
+    self.emit(f"{eadj} = select {b} {sub}, {i32} {self._ivec(n, -23)}, {i32} {self._ivec(n, 0)}")
+    bits, ex, eb, mb, mo, m = (self.tmp() for _ in range(6))
+    self.emit(f"{bits} = bitcast {ty} {xs} to {i32}")
+    self.emit(f"{ex} = lshr {i32} {bits}, {self._ivec(n, 23)}")
+    self.emit(f"{eb} = and {i32} {ex}, {self._ivec(n, 255)}")
+    self.emit(f"{mb} = and {i32} {bits}, {self._ivec(n, 0x7FFFFF)}")
+    self.emit(f"{mo} = or {i32} {mb}, {self._ivec(n, 0x3F800000)}")
+    self.emit(f"{m} = bitcast {i32} {mo} to {ty}")
+    big, mh, m2, e0, e1, e2, ef = (self.tmp() for _ in range(7))
+    self.emit(f"{big} = fcmp ogt {ty} {m}, {self._fconst(1.4142135623730951, dt)}")
+    self.emit(f"{mh} = fmul {ty} {m}, {self._fconst(0.5, dt)}")
+    self.emit(f"{m2} = select {b} {big}, {ty} {mh}, {ty} {m}")
+    self.emit(f"{e0} = sub {i32} {eb}, {self._ivec(n, 127)}")
+    self.emit(f"{e1} = add {i32} {e0}, {eadj}")
+    self.emit(f"{e2} = add {i32} {e1}, {self._fconst_i(big, n)}")
+    self.emit(f"{ef} = sitofp {i32} {e2} to {ty}")
+    num = self._fop("fsub", dt, m2, self._fconst(1.0, dt))
+    den = self._fop("fadd", dt, m2, self._fconst(1.0, dt))
+    t = self._fop("fdiv", dt, num, den)
+    t2 = self._fop("fmul", dt, t, t)
+    inv_ln2 = 1.4426950408889634
+    series = self._poly(t2, [2 * inv_ln2 / (2 * k + 1) for k in range(6)], dt)
+    res = self._fop("fadd", dt, ef, self._fop("fmul", dt, t, series))
+    neg, zero, inf, nan, o1, o2, o3, out = (self.tmp() for _ in range(8))
+    self.emit(f"{neg} = fcmp olt {ty} {x}, {self._fconst(0.0, dt)}")
+    self.emit(f"{zero} = fcmp oeq {ty} {x}, {self._fconst(0.0, dt)}")
+    self.emit(f"{inf} = fcmp oeq {ty} {x}, {self._fconst(float('inf'), dt)}")
+    self.emit(f"{nan} = fcmp uno {ty} {x}, {x}")
+    self.emit(f"{o1} = select {b} {inf}, {ty} {x}, {ty} {res}")
+    self.emit(f"{o2} = select {b} {zero}, {ty} {self._fconst(float('-inf'), dt)}, {ty} {o1}")
+    self.emit(f"{o3} = select {b} {neg}, {ty} {self._fconst(float('nan'), dt)}, {ty} {o2}")
+    self.emit(f"{out} = select {b} {nan}, {ty} {x}, {ty} {o3}")
+    return out
+  def _fconst_i(self, cond: str, n: int) -> str:
+    out = self.tmp()
+    self.emit(f"{out} = zext {ltype(dtypes.bool.vec(n))} {cond} to {ltype(dtypes.int32.vec(n))}")
+    return out
 
   def cast(self, x: str, f: DType, t: DType) -> str:
     if f.scalar == t.scalar: return x

@@ -99,6 +99,21 @@ def vectorize(sink: UOp, r: UOp, w: int) -> UOp:
     memo[u] = u if src == u.src else u.replace(src=src)
   return graph_rewrite(memo[sink], pm_symbolic, name="simplify after vectorize")
 
+def vectorize_other_reduces(sink: UOp, max_lanes: int) -> UOp:
+  """Also vectorise the loop of every other reduce whose body does not touch an already vectorised loop and whose
+  loads are all contiguous in it (softmax: the row max and the row sum, beside the vectorised output). Lanes of
+  different loops never meet: each such reduce folds its lanes into a scalar."""
+  while True:
+    for red in (u for u in sink.toposort() if u.op is Ops.REDUCE):
+      r = red.src[-1]
+      if r.op is not Ops.RANGE or any(x.op is Ops.LANE for x in red.src[0].ranges): continue
+      loads = [u for u in red.src[0].toposort() if u.op is Ops.LOAD and r in u.src[1].ranges]
+      if not loads or not all(_contiguous_in(ld.src[1], r) for ld in loads): continue
+      if (w := _lane_width(sink, r.arg.end, max_lanes)) == 1: continue
+      sink = vectorize(sink, r, w)
+      break
+    else: return sink
+
 def _is_vec(u: UOp) -> bool: return u.dtype.count > 1 or u.op is Ops.LANE
 
 def type_vectors(sink: UOp, w: int) -> UOp:
@@ -161,7 +176,9 @@ def optimize(sink: UOp, max_lanes: int, threads: int, noopt: bool) -> tuple[UOp,
   vec = None if noopt else choose_vector_axis(sink, max_lanes)
   if vec is not None:
     r, kind, w = vec
-    sink = type_vectors(vectorize(sink, r, w), w)
+    sink = vectorize(sink, r, w)
+    sink = vectorize_other_reduces(sink, max_lanes)
+    sink = type_vectors(sink, w)
   sink = guard_loads(sink)
   glob = _ranges(sink, "global")
   loops = [u for u in sink.toposort() if u.op is Ops.RANGE]
