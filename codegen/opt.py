@@ -114,6 +114,27 @@ def vectorize_other_reduces(sink: UOp, max_lanes: int) -> UOp:
       break
     else: return sink
 
+def upcast(sink: UOp, r: UOp, u: int) -> UOp:
+  """Unroll u iterations of the global loop r into the body: the kernel stores u results per iteration. Values that
+  do not depend on r (matmul's row of B) are shared by the u copies, and u accumulators run side by side."""
+  outer = UOp(Ops.RANGE, dtypes.index, (), RangeArg(r.arg.id, r.arg.end // u, r.arg.kind))
+  stores = tuple(st.substitute({r: outer * u + c}) for c in range(u) for st in sink.src)
+  return graph_rewrite(UOp(Ops.SINK, dtypes.void, stores, sink.arg), pm_symbolic, name="simplify after upcast")
+
+def choose_upcasts(sink: UOp, vec_range: UOp | None) -> list[tuple[UOp, int]]:
+  """Register tiling for reduce kernels (matmul, conv): unroll the innermost global loops whose unrolled copies share
+  loads inside a reduce. Returns (loop, factor) pairs."""
+  reds = [u for u in sink.toposort() if u.op is Ops.REDUCE and prod(r.arg.end for r in u.src[1:] if r.op is Ops.RANGE) >= 16]
+  if not reds: return []
+  loads = [ld for red in reds for ld in red.src[0].toposort() if ld.op is Ops.LOAD]
+  out = []
+  for r in reversed(_ranges(sink, "global")):
+    if len(out) == 2: break
+    if not any(r not in ld.src[1].ranges for ld in loads): continue  # nothing to share between the copies
+    f = 2 if r is vec_range else 4
+    if r.arg.end % f == 0 and r.arg.end >= f: out.append((r, f))
+  return out
+
 def _is_vec(u: UOp) -> bool: return u.dtype.count > 1 or u.op is Ops.LANE
 
 def type_vectors(sink: UOp, w: int) -> UOp:
@@ -178,6 +199,8 @@ def optimize(sink: UOp, max_lanes: int, threads: int, noopt: bool) -> tuple[UOp,
     r, kind, w = vec
     sink = vectorize(sink, r, w)
     sink = vectorize_other_reduces(sink, max_lanes)
+    vec_outer = next((g for g in _ranges(sink, "global") if g.arg.id == r.arg.id), None) if kind == "global" else None
+    for ur, f in choose_upcasts(sink, vec_outer): sink = upcast(sink, ur, f)
     sink = type_vectors(sink, w)
   sink = guard_loads(sink)
   glob = _ranges(sink, "global")
