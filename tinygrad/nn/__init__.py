@@ -112,16 +112,11 @@ class GroupNorm:
     shape = (1, -1) + (1,) * (x.ndim - 2)
     return x * self.weight.reshape(shape) + self.bias.reshape(shape)
 
-class InstanceNorm:
+class InstanceNorm(GroupNorm):
+  """Normalise each channel of each sample on its own: GroupNorm with one group per channel."""
   def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True):
-    self.num_features, self.eps = num_features, eps
-    self.weight = Tensor.ones(num_features, requires_grad=True) if affine else None
-    self.bias = Tensor.zeros(num_features, requires_grad=True) if affine else None
-  def __call__(self, x: Tensor) -> Tensor:
-    x = x.reshape(x.shape[0], self.num_features, -1).layernorm(eps=self.eps).reshape(x.shape)
-    if self.weight is None: return x
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    return x * self.weight.reshape(shape) + self.bias.reshape(shape)
+    super().__init__(num_features, num_features, eps, affine)
+    self.num_features = num_features
 
 class RMSNorm:
   def __init__(self, dim: int, eps: float = 1e-6, elementwise_affine: bool = True):

@@ -57,14 +57,19 @@ class SGD(Optimizer):
     for i in idxs:
       p, g = self.params[i], self.params[i].grad
       g = g + self.wd * p.detach() if self.wd else g
-      if self.momentum:
-        b = self.b[i]
-        b.replace((b * self.momentum + g).detach())
-        g = (g + self.momentum * b) if self.nesterov else b
-        out.append(b)
-      p.replace((p.detach() - self.lr.reshape(()) * g).cast(p.dtype).detach())
-      out.append(p)
+      out += self._momentum_update(i, g)
     return out
+
+  def _momentum_update(self, i: int, g: Tensor) -> list[Tensor]:
+    """p -= lr * (g, or its (Nesterov) momentum buffer); returns the tensors that changed."""
+    p, out = self.params[i], []
+    if self.momentum:
+      b = self.b[i]
+      b.replace((b * self.momentum + g).detach())
+      g = (g + self.momentum * b) if self.nesterov else b
+      out.append(b)
+    p.replace((p.detach() - self.lr.reshape(()) * g).cast(p.dtype).detach())
+    return out + [p]
 
 class LAMB(Optimizer):
   """LAMB (and, with adam=True, Adam/AdamW). Bias-corrected first and second moments; weight decay is decoupled."""
@@ -100,26 +105,18 @@ def AdamW(params, lr: float = 0.001, b1: float = 0.9, b2: float = 0.999, eps: fl
 def Adam(params, lr: float = 0.001, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> LAMB:
   return LAMB(params, lr, b1, b2, eps, 0.0, adam=True)
 
-class LARS(Optimizer):
+class LARS(SGD):
   """SGD with layer-wise adaptive rate scaling (trust ratio tcoef * |p| / (|g| + wd*|p|))."""
   def __init__(self, params, lr: float = 0.001, momentum: float = 0.9, weight_decay: float = 1e-4, nesterov: bool = False, classic: bool = True, tcoef: float = 0.001):
-    super().__init__(params, lr)
-    self.momentum, self.wd, self.nesterov, self.classic, self.tcoef = momentum, weight_decay, nesterov, classic, tcoef
-    self.b = [self._state(p) for p in self.params] if momentum else []
+    super().__init__(params, lr, momentum, weight_decay, nesterov, classic)
+    self.tcoef = tcoef
   def _step(self, idxs):
     out = []
     for i in idxs:
       p, g = self.params[i], self.params[i].grad
       pn, gn = p.detach().square().sum().sqrt(), g.square().sum().sqrt()
       trust = ((pn > 0) & (gn > 0)).where(self.tcoef * pn / (gn + self.wd * pn), 1.0)
-      g = (g + self.wd * p.detach()) * trust
-      if self.momentum:
-        b = self.b[i]
-        b.replace((b * self.momentum + g).detach())
-        g = (g + self.momentum * b) if self.nesterov else b
-        out.append(b)
-      p.replace((p.detach() - self.lr.reshape(()) * g).cast(p.dtype).detach())
-      out.append(p)
+      out += self._momentum_update(i, (g + self.wd * p.detach()) * trust)
     return out
 
 class OptimizerGroup(Optimizer):
