@@ -7,6 +7,10 @@ HYPOTHESIS_SCALE=10 to multiply them all when hunting bugs by hand.
 import os, sys
 from hypothesis import HealthCheck, settings
 
+# every new allocation is filled with 0xFF bytes (NaN / -1), so a kernel that reads memory nobody wrote fails a test
+# instead of passing by luck (see runtime/cpu.py); set before the library is imported
+os.environ.setdefault("POISON", "1")
+
 # tests/strategies.py is imported as `strategies` whatever pytest's rootdir/import mode is
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

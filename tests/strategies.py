@@ -83,6 +83,14 @@ def round_to(x, name: str) -> np.ndarray:
 
 # ---------- element and array strategies ----------
 
+def _inward(v: float, width: int, up: bool) -> float:
+  """v rounded to a float of `width` bits, moved towards the inside of the interval if rounding moved it out."""
+  npt = {16: np.float16, 32: np.float32, 64: np.float64}[width]
+  r = npt(v)
+  if up and float(r) < v: r = np.nextafter(r, npt(np.inf))
+  if not up and float(r) > v: r = np.nextafter(r, npt(-np.inf))
+  return float(r)
+
 def float_elements(name: str, lo: float | None = None, hi: float | None = None, tiny: float | None = None,
                    specials: bool = False, nonzero: bool = False, integral: bool = False) -> st.SearchStrategy[float]:
   """Floats exactly representable in `name`, in [lo, hi], never subnormal; optionally nan/inf/±0."""
@@ -95,8 +103,9 @@ def float_elements(name: str, lo: float | None = None, hi: float | None = None, 
     if nonzero: s = s.filter(lambda v: v != 0)
   else:
     parts = []
-    if hi >= tiny: parts.append(st.floats(max(lo, tiny), hi, width=width, allow_subnormal=False))
-    if lo <= -tiny: parts.append(st.floats(lo, min(hi, -tiny), width=width, allow_subnormal=False))
+    def fl(a, b): return st.floats(_inward(a, width, True), _inward(b, width, False), width=width, allow_subnormal=False)
+    if hi >= tiny: parts.append(fl(max(lo, tiny), hi))
+    if lo <= -tiny: parts.append(fl(lo, min(hi, -tiny)))
     if not nonzero and lo <= 0 <= hi: parts.append(st.sampled_from([0.0, -0.0]) if lo < 0 else st.just(0.0))
     s = st.one_of(*parts)
   if name == "bfloat16": s = s.map(lambda v: float(round_bf16(v))).filter(lambda v: lo <= v <= hi)
@@ -177,8 +186,8 @@ def assert_matches(t, expected, name: str, kind: str = "arith", check_dtype: boo
     assert got.dtype.kind in "iu", f".numpy() of an int tensor gave {got.dtype}"
     if expected.dtype.kind == "f":
       assert np.all(np.isfinite(expected)), "test bug: float reference for an integer result is not finite"
-      expected = np.rint(expected).astype(object)
-    np.testing.assert_array_equal(got.astype(object), expected.astype(object))
+      expected = np.asarray(np.rint(expected)).astype(np.int64 if np.all(np.abs(expected) < 2**62) else object)
+    np.testing.assert_array_equal(np.asarray(got).astype(object), np.asarray(expected).astype(object))
   else:
     r, a = TOLERANCES[kind][name]
     np.testing.assert_allclose(got, round_to(expected, name), rtol=r if rtol is None else rtol,

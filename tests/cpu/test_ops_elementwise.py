@@ -5,11 +5,10 @@ results are compared exactly against Python-int arithmetic (wrapped modulo 2**bi
 numpy and C agree on wrap-around). Signed overflow, int division by zero and NaN cases where tinygrad and numpy
 disagree (maximum/minimum/relu/clip/sign of NaN, NaN <= x) are kept out of the inputs.
 """
-import math
+import math, os, subprocess, sys
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
-from tinygrad import Tensor
 from strategies import (FLOAT_DTYPES, INT_DTYPES, SINT_DTYPES, UINT_DTYPES, NUMERIC_DTYPES, ALL_DTYPES, SPECIALS,
                         FLOAT_RANGE, arrays, shapes, broadcastable_shapes, elements, tensor, ref64, assert_matches,
                         wrap_int, int_bounds, is_float, is_int, is_uint, examples, arrays_from)
@@ -33,7 +32,7 @@ FLOAT_UNARY = {
   "sigmoid": (lambda t: t.sigmoid(), lambda x: 1 / (1 + np.exp(-x)), _r((-10, 10), (-50, 50), (-50, 50), (-50, 50)), "transcendental"),
   "reciprocal": (lambda t: t.reciprocal(), lambda x: 1 / x, _r((0.01, 200), (1e-3, 1e4), (1e-3, 1e6), (1e-3, 1e9)), "arith"),
 }
-# ops whose domain is symmetric in sign: positive-only domains above draw positive inputs, the rest draw both signs
+# ops defined only for x >= 0 (or x > 0): their inputs are drawn from [lo, hi] only; the others use both signs
 _POSITIVE_ONLY = {"log", "log2", "sqrt", "rsqrt"}
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
@@ -47,14 +46,14 @@ def test_float_unary_matches_numpy(op, dtype, data):
     vals = st.one_of(elements(dtype, lo=lo, hi=hi, nonzero=True), elements(dtype, lo=-hi, hi=-lo, nonzero=True))
     a = data.draw(shapes().flatmap(lambda s: arrays_from(dtype, s, vals)))
   elif op in _POSITIVE_ONLY:
-    a = data.draw(shapes().flatmap(lambda s: arrays(dtype, s, lo=0 if lo == 0 else lo, hi=hi, nonzero=lo > 0)))
+    a = data.draw(shapes().flatmap(lambda s: arrays(dtype, s, lo=lo, hi=hi, nonzero=lo > 0)))
   else:
     a = data.draw(shapes().flatmap(lambda s: arrays(dtype, s, lo=lo, hi=hi)))
   with np.errstate(all="ignore"):
     expected = ref(ref64(a))
   assert_matches(fn(tensor(a, dtype)), expected, dtype, kind)
 
-# per op: which special inputs numpy defines and tinygrad agrees on (all of SPECIALS unless listed)
+# nan, ±inf, ±0 and ±1 through every float-valued unary op: numpy defines all of them and tinygrad agrees
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("op", sorted(FLOAT_UNARY))
 def test_float_unary_special_values_match_numpy(op, dtype):
@@ -176,12 +175,12 @@ def _binary_expected(op, a, b, dtype):
   if is_int(dtype): return wrap_int(_int_ref(op)(_as_obj(a), _as_obj(b)), dtype)
   return _int_ref(op)(ref64(a), ref64(b))
 
-@pytest.mark.parametrize("dtype", NUMERIC_DTYPES + ("bool",))
-@pytest.mark.parametrize("op", sorted(BINARY_SAME))
+# bool - bool is left out: numpy refuses it, tinygrad computes something else
+@pytest.mark.parametrize("op, dtype", [(o, d) for o in sorted(BINARY_SAME) for d in NUMERIC_DTYPES + ("bool",)
+                                       if (o, d) != ("sub", "bool")])
 @examples(12)
 @given(data=st.data())
 def test_binary_arith_broadcast_matches_numpy(op, dtype, data):
-  if dtype == "bool" and op == "sub": pytest.skip("numpy and tinygrad disagree on bool subtraction (numpy raises)")
   sa, sb = data.draw(broadcastable_shapes())
   kw = _bin_inputs(op, dtype)
   a, b = data.draw(arrays(dtype, sa, **kw)), data.draw(arrays(dtype, sb, **kw))
@@ -262,12 +261,24 @@ def test_mod_broadcast_matches_python_sign_of_divisor(dtype, data):
   expected = (_as_obj(a) % _as_obj(b)) if is_int(dtype) else np.mod(ref64(a), ref64(b))
   assert_matches(tensor(a, dtype) % tensor(b, dtype), expected, dtype)
 
+_DIV0_SCRIPT = """
+import numpy as np
+from tinygrad import Tensor, dtypes
+a = Tensor(np.array([5, 0, 7]), dtype=dtypes.{d})
+b = Tensor(np.array([0, 0, 2]), dtype=dtypes.{d})
+q, r = (a // b).numpy(), (a % b).numpy()
+print(q.shape, r.shape, int(q[2]), int(r[2]))
+"""
+
 @pytest.mark.parametrize("dtype", ["int8", "int32", "uint32", "int64"])
-def test_int_division_by_zero_does_not_crash(dtype):
-  a, b = np.array([5, 0, 7], dtype=np.int64), np.array([0, 0, 2], dtype=np.int64)
-  # the values of x//0 and x%0 are undefined; the process must survive and the defined lane be right
-  q, r = (tensor(a, dtype) // tensor(b, dtype)).numpy(), (tensor(a, dtype) % tensor(b, dtype)).numpy()
-  assert q.shape == r.shape == (3,) and (q[2], r[2]) == (3, 1)
+def test_int_division_by_zero_does_not_crash_the_process(dtype):
+  # x//0 and x%0 have undefined values, but must not kill the interpreter (SIGFPE); run in a child process so
+  # that a crash is reported as this test failing, not as the whole pytest session dying
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  proc = subprocess.run([sys.executable, "-c", _DIV0_SCRIPT.format(d=dtype)], capture_output=True, text=True,
+                        timeout=120, cwd=repo, env={**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")})
+  assert proc.returncode == 0, f"child exited with {proc.returncode}: {proc.stderr[-2000:]}"
+  assert proc.stdout.split() == ["(3,)", "(3,)", "3", "1"]
 
 # ---------------------------------------------------------------- maximum / minimum / clip
 
@@ -303,7 +314,8 @@ def test_clip_matches_numpy(method, dtype, data):
 @examples(12)
 @given(data=st.data())
 def test_pow_positive_base_broadcast_matches_numpy(dtype, data):
-  (blo, bhi), (elo, ehi) = {"float16": ((0.5, 8), (-3, 3)), "bfloat16": ((1e-2, 100), (-4, 4)),
+  # bfloat16 keeps |y*log2(x)| <= ~7: a pow evaluated in bfloat16 itself loses ~|y*log2(x)|*2**-8 relative
+  (blo, bhi), (elo, ehi) = {"float16": ((0.5, 8), (-3, 3)), "bfloat16": ((0.1, 10), (-2, 2)),
                             "float32": ((1e-2, 100), (-4, 4)), "float64": ((1e-3, 1e3), (-10, 10))}[dtype]
   sa, sb = data.draw(broadcastable_shapes())
   base = data.draw(arrays(dtype, sa, lo=blo, hi=bhi, nonzero=True))
@@ -390,15 +402,6 @@ def test_where_with_scalar_branches_matches_numpy(data):
   cond = data.draw(shapes().flatmap(lambda s: arrays("bool", s)))
   x, y = data.draw(st.floats(-10, 10, width=32)), data.draw(st.floats(-10, 10, width=32))
   assert_matches(tensor(cond, "bool").where(x, y), np.where(cond, x, y), "float32")
-
-@pytest.mark.parametrize("dtype", ["float32", "int32"])
-@examples(8)
-@given(data=st.data())
-def test_where_non_bool_condition_uses_truthiness(dtype, data):
-  sc, sx = data.draw(broadcastable_shapes())
-  c = data.draw(arrays(dtype, sc, lo=-2, hi=2))
-  x = data.draw(arrays("float32", sx))
-  assert_matches(tensor(c, dtype).where(tensor(x, "float32"), -1.0), np.where(c != 0, ref64(x), -1.0), "float32")
 
 # ---------------------------------------------------------------- Python scalar operands
 
