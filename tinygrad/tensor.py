@@ -66,7 +66,7 @@ class Tensor:
   def _wrap(uop: UOp, device: str, requires_grad: bool | None = None) -> Tensor:
     t = object.__new__(Tensor)
     t.uop, t.device, t.grad, t._requires_grad = uop, device, None, None
-    if requires_grad: t.requires_grad = True
+    if requires_grad is not None: t.requires_grad = requires_grad
     return t
   def _new(self, uop: UOp) -> Tensor: return Tensor._wrap(uop, self.device)
 
@@ -102,7 +102,7 @@ class Tensor:
     """Accumulate d(self)/d(t) into t.grad for every tensor t with requires_grad in self's graph (lazily)."""
     from tinygrad.gradient import compute_gradient
     root_grad = self._root_grad(gradient, "backward")
-    if self.uop in _BACKWARD_DONE:
+    if self in _BACKWARD_DONE:
       raise RuntimeError("backward: this graph was already differentiated by an earlier backward(); "
                          "pass retain_graph=True to the first call to backward through it twice")
     targets = self._grad_targets()
@@ -113,7 +113,7 @@ class Tensor:
       for t in ts:
         g_t = g.cast(t.dtype) if g.dtype != t.dtype else g
         t.grad = g_t if t.grad is None else t.grad + g_t
-    if not retain_graph: _BACKWARD_DONE.add(self.uop)
+    if not retain_graph: _BACKWARD_DONE.add(self)
     return self
   def gradient(self, *targets: Tensor, gradient: Tensor | None = None) -> list[Tensor]:
     """d(self)/d(target) for each target, as lazy tensors (does not touch .grad)."""
@@ -228,8 +228,7 @@ class Tensor:
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if any(not isinstance(s, int) or s < 0 for s in shape): raise ValueError(f"full: shape {shape} must be non-negative integers")
     dt = to_dtype(dtype) if dtype is not None else dtypes.from_py(fill_value)
-    c = Tensor._wrap(UOp.const(dt, fill_value), Device.canonicalize(device), kw.get("requires_grad"))
-    return c.reshape((1,) * len(shape)).expand(shape) if shape else c
+    return Tensor._wrap(_const_view(dt, fill_value, shape), Device.canonicalize(device), kw.get("requires_grad"))
   @staticmethod
   def zeros(*shape, dtype=None, device=None, **kw) -> Tensor:
     return Tensor.full(_shape_arg(shape), 0.0, dtype or dtypes.default_float, device, **kw)
@@ -319,11 +318,13 @@ class Tensor:
     return out
   @staticmethod
   def scaled_uniform(*shape, **kw) -> Tensor:
-    return Tensor.uniform(*shape, low=-1.0, high=1.0, **kw).mul(prod(_shape_arg(shape)) ** -0.5)
+    b = prod(_shape_arg(shape)) ** -0.5
+    return Tensor.uniform(*shape, low=-b, high=b, **kw)
   @staticmethod
   def glorot_uniform(*shape, **kw) -> Tensor:
     s = _shape_arg(shape)
-    return Tensor.uniform(*shape, low=-1.0, high=1.0, **kw).mul((6 / (s[0] + prod(s[1:]))) ** 0.5)
+    b = (6 / (s[0] + prod(s[1:]))) ** 0.5
+    return Tensor.uniform(*shape, low=-b, high=b, **kw)
   @staticmethod
   def kaiming_uniform(*shape, a: float = 0.01, **kw) -> Tensor:
     s = _shape_arg(shape)
@@ -771,11 +772,16 @@ class Tensor:
     a, b = self._broadcasted(x, reverse, "pow")
     out_dt = a.dtype
     af, bf = a.cast(dtypes.float64), b.cast(dtypes.float64)  # exp2(y*log2|x|) loses y*log2|x| ulps: do it in float64
-    r = (bf * af.abs().log2()).exp2()
+    zero = af == 0
+    # log2 of a safe base, so the gradient of the unused branch at x == 0 is 0 rather than 0*inf = NaN
+    r = (bf * zero.where(1.0, af.abs()).log2()).exp2()
     is_int = bf.trunc() == bf
     odd = is_int & ((bf * 0.5).trunc() != bf * 0.5)
     r = (af < 0).where(is_int.where(odd.where(-r, r), math.nan), r)
-    r = ((bf == 0) | (af == 1)).where(1.0, r)
+    # 0 ** y: 1, 0, or +-inf (the sign of -0.0 survives odd y); built from detached values: it carries no gradient
+    at_zero = (bf == 0).where(1.0, (bf > 0).where(0.0, odd.where(af.full_like(math.inf).copysign(af.detach()), math.inf)))
+    r = zero.where(at_zero, r)
+    r = ((af == 1) & bf.isnan()).where(1.0, r)  # numpy: 1 ** nan == 1
     return r.cast(out_dt) if dtypes.is_float(out_dt) else r.round().cast(out_dt)  # int ** int tensor: exact after rounding
 
   # activations
@@ -1140,7 +1146,7 @@ def _reduce_loss(x: Tensor, reduction: str) -> Tensor:
 import weakref
 _PENDING: list[Tensor] = []
 _GRAD_TENSORS: "weakref.WeakSet[Tensor]" = weakref.WeakSet()
-_BACKWARD_DONE: "weakref.WeakSet[UOp]" = weakref.WeakSet()
+_BACKWARD_DONE: "weakref.WeakSet[Tensor]" = weakref.WeakSet()  # losses already differentiated (retain_graph=False)
 
 class _TrainMode:
   """`with Tensor.train():` / `@Tensor.train()` sets Tensor.training for a block."""

@@ -9,7 +9,7 @@ from tinygrad.helpers import dedup
 def _collect(params) -> list[Tensor]:
   """Trainable tensors from a Tensor, a list of Tensors, a module, or a list of modules."""
   from tinygrad.nn.state import get_parameters
-  if isinstance(params, Tensor): params = [params]
+  if not isinstance(params, (list, tuple)): params = [params]  # one Tensor or one module
   out: list[Tensor] = []
   for p in params:
     if isinstance(p, Tensor): out.append(p)

@@ -106,6 +106,10 @@ def safe_load(fn: str) -> dict[str, Tensor]:
       if info["dtype"] not in SAFE_DTYPES: raise TypeError(f"safe_load: {name} has unsupported dtype {info['dtype']}")
       dt = SAFE_DTYPES[info["dtype"]]
       b, e = info["data_offsets"]
+      want = dt.itemsize * int(np.prod(info["shape"], dtype=np.int64))
+      if e - b != want or start + e > os.path.getsize(fn):
+        raise ValueError(f"safe_load: {fn}: tensor {name!r} ({info['dtype']}, shape {info['shape']}) needs {want} bytes at "
+                         f"offsets {b}..{e}, but the file has {os.path.getsize(fn) - start} data bytes (truncated or corrupt)")
       f.seek(start + b)
       arr = np.frombuffer(f.read(e - b), dtype=to_np_dtype(dt)).reshape(info["shape"])
       out[name] = Tensor(arr)
