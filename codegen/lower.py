@@ -97,7 +97,8 @@ class Lowerer:
 
   def eval(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
     if self.is_realized(u): return self.load(u, idx)
-    if u.op in ELEMENTWISE and self.cost(u) >= RECOMPUTE_OPS and not self.once_per_iteration(idx): raise NeedsRealize(u)
+    if u.op in ELEMENTWISE and self.cost(u) >= RECOMPUTE_OPS and not self.once_per_iteration(idx) and not _is_onehot(u):
+      raise NeedsRealize(u)
     return self.eval_src(u, idx)
 
   def once_per_iteration(self, idx: tuple[UOp, ...]) -> bool:
@@ -163,6 +164,12 @@ class Lowerer:
     val = self.eval(src, tuple(nidx))
     if not rngs: return val
     return UOp(Ops.REDUCE, u.dtype, (val, *rngs), rop)
+
+def _is_onehot(u: UOp) -> bool:
+  """`e == arange` (written (e != iota) != True), and its inner `!=`: kept inline so the gather fold
+  (codegen/opt.py fold_onehot_reduce) turns the reduce they feed into one load; the expensive part e is checked (and
+  hoisted or realized) on its own. test_gather_of_computed_index_is_one_load"""
+  return u.op is Ops.CMPNE and any(x.op is Ops.IOTA for x in u.toposort())
 
 def move_index(u: UOp, idx: tuple[UOp, ...]) -> tuple[UOp, ...]:
   """The index into u.src[0] that the movement op u reads at `idx` (PAD is handled by the caller)."""

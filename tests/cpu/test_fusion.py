@@ -70,3 +70,14 @@ def test_second_identical_graph_compiles_nothing():
   y = rnd(37, 5)
   (y.exp() * 3).sum(1).realize()
   assert stats["compiles"] == before
+
+def test_gather_of_computed_index_is_one_load(capsys):
+  # X[idx] is a one-hot reduction at the Tensor level; with idx computed in the same graph (randint hashes) the
+  # one-hot compare must stay inline so the reduce over 6000 rows folds into a single indexed load
+  from tinygrad import Context
+  X = rnd(6000, 3, 4)
+  idx = Tensor.randint(16, high=6000)
+  with Context(DEBUG=6): out = X[idx].realize()
+  listing = capsys.readouterr().out
+  assert "RANGE" in listing and "[0, 6000)" not in listing  # no loop over the 6000 rows
+  np.testing.assert_array_equal(out.numpy(), X.numpy()[idx.numpy()])
