@@ -137,23 +137,29 @@ def choose_upcasts(sink: UOp, vec_range: UOp | None) -> list[tuple[UOp, int]]:
 
 def _is_vec(u: UOp) -> bool: return u.dtype.count > 1 or u.op is Ops.LANE
 
-def type_vectors(sink: UOp, w: int) -> UOp:
-  """Give every node that depends on a LANE a vector dtype; contiguous loads/stores take a scalar base index."""
+def _lanes(srcs: tuple[UOp, ...]) -> int:
+  """The lane count of the vector sources (every vectorised loop has its own LANE, possibly of another width)."""
+  return max((s.dtype.count for s in srcs if _is_vec(s)), default=1)
+
+def type_vectors(sink: UOp) -> UOp:
+  """Give every node that depends on a LANE a vector dtype of that LANE's width; contiguous loads/stores take a
+  scalar base index."""
   memo: dict[UOp, UOp] = {}
   for u in sink.toposort():
     src = tuple(memo[s] for s in u.src)
     if u.op is Ops.LANE: memo[u] = u; continue
     if u.op is Ops.REDUCE:
       own_lane = any(s.op is Ops.LANE for s in src[1:])
-      dt = u.dtype if own_lane or not _is_vec(src[0]) else u.dtype.vec(w)
+      dt = u.dtype if own_lane or not _is_vec(src[0]) else u.dtype.vec(src[0].dtype.count)
       memo[u] = UOp(Ops.REDUCE, dt, src, u.arg); continue
     if u.op is Ops.LOAD and _is_vec(src[1]):
-      memo[u] = UOp(Ops.LOAD, u.dtype.vec(w), (src[0], _base_if_contiguous(src[1]))); continue
+      memo[u] = UOp(Ops.LOAD, u.dtype.vec(_lanes(src)), (src[0], _base_if_contiguous(src[1]))); continue
     if u.op is Ops.STORE and (_is_vec(src[1]) or _is_vec(src[2])):
+      w = _lanes(src)
       val = src[2] if _is_vec(src[2]) else UOp(Ops.VECTORIZE, src[2].dtype.vec(w), (src[2],) * w)  # lanes share one value
       memo[u] = UOp(Ops.STORE, u.dtype, (src[0], _base_if_contiguous(src[1]), val)); continue
     if u.op not in (Ops.STORE, Ops.SINK) and any(_is_vec(s) for s in src) and u.dtype.count == 1:
-      memo[u] = UOp(u.op, u.dtype.vec(w), src, u.arg); continue
+      memo[u] = UOp(u.op, u.dtype.vec(_lanes(src)), src, u.arg); continue
     memo[u] = u if src == u.src else u.replace(src=src)
   return memo[sink]
 
@@ -201,7 +207,7 @@ def optimize(sink: UOp, max_lanes: int, threads: int, noopt: bool) -> tuple[UOp,
     sink = vectorize_other_reduces(sink, max_lanes)
     vec_outer = next((g for g in _ranges(sink, "global") if g.arg.id == r.arg.id), None) if kind == "global" else None
     for ur, f in choose_upcasts(sink, vec_outer): sink = upcast(sink, ur, f)
-    sink = type_vectors(sink, w)
+    sink = type_vectors(sink)
   sink = guard_loads(sink)
   glob = _ranges(sink, "global")
   loops = [u for u in sink.toposort() if u.op is Ops.RANGE]

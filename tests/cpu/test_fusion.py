@@ -81,3 +81,10 @@ def test_gather_of_computed_index_is_one_load(capsys):
   listing = capsys.readouterr().out
   assert "RANGE" in listing and "[0, 6000)" not in listing  # no loop over the 6000 rows
   np.testing.assert_array_equal(out.numpy(), X.numpy()[idx.numpy()])
+
+def test_lanes_of_different_widths_in_one_kernel():
+  # the output loop gets 2 lanes, the row sum 16: each vectorised loop keeps its own width
+  x, y = rnd(5, 2), rnd(5, 16)
+  out = x * y.sum(1, keepdim=True)
+  assert kernels(out) == 1
+  np.testing.assert_allclose(out.numpy(), x.numpy() * y.numpy().sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
