@@ -1,15 +1,17 @@
 """A small ResNet on Fashion-MNIST: BatchNorm, residual blocks, a strided stem and global average pooling.
 
-  stem   conv 3x3 stride 2 (1 -> 16) + BatchNorm + relu                       28x28 -> 14x14
-  block  [conv 3x3 + BN + relu, conv 3x3 + BN] + identity, relu               14x14, 16 channels
-  block  [conv 3x3 stride 2 + BN + relu, conv 3x3 + BN] + 1x1 conv + BN, relu  7x7, 32 channels
-  head   global average pool -> linear 32 -> 10
+  stem   conv 3x3 stride 2 (1 -> 8) + BatchNorm + relu                        28x28 -> 14x14
+  block  [conv 3x3 + BN + relu, conv 3x3 + BN] + identity, relu               14x14, 8 channels
+  block  [conv 3x3 stride 2 + BN + relu, conv 3x3 + BN] + 1x1 conv + BN, relu  7x7, 16 channels
+  head   global average pool -> linear 16 -> 10
 
 BatchNorm normalises with batch statistics while Tensor.training is set and with its running statistics otherwise;
-the running statistics are buffers that the optimizer realizes together with the parameters.
+the running statistics are buffers that the optimizer realizes together with the parameters. One epoch (Adam, lr 1e-2
+decayed linearly to 0 over the second half) gives ~84% test accuracy in about 3 minutes on 2 cores; --width 16
+doubles every channel count for ~4x the time per step.
 Data: tinygrad.nn.datasets.mnist(fashion=True) (the Debian package dataset-fashion-mnist; nothing is downloaded).
 
-Run: python examples/resnet_mnist.py [--epochs 1] [--steps N] [--batch 128] [--lr 3e-3] [--seed 0]
+Run: python examples/resnet_mnist.py [--epochs 1] [--steps N] [--batch 128] [--lr 1e-2] [--width 8] [--seed 0]
 Prints a progress bar (tqdm if installed) and the parseable lines `loss: <first> -> <last>` and `test accuracy: 0.xxxx`.
 """
 import argparse, sys, time
@@ -47,7 +49,7 @@ class BasicBlock:
     return (out + x.sequential(self.shortcut)).relu()
 
 class ResNet:
-  def __init__(self, width: int = 16):
+  def __init__(self, width: int = 8):
     self.stem = [nn.Conv2d(1, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), Tensor.relu]
     self.blocks = [BasicBlock(width, width), BasicBlock(width, 2 * width, stride=2)]
     self.fc = nn.Linear(2 * width, 10)
@@ -64,8 +66,8 @@ def main() -> None:
   ap.add_argument("--epochs", type=float, default=1, help="passes over the 60000 training images (ignored with --steps)")
   ap.add_argument("--steps", type=int, default=None, help="training steps (default: epochs * 60000 / batch)")
   ap.add_argument("--batch", type=int, default=128)
-  ap.add_argument("--lr", type=float, default=3e-3)
-  ap.add_argument("--width", type=int, default=16, help="channels of the stem and first block (doubled in the second)")
+  ap.add_argument("--lr", type=float, default=1e-2)
+  ap.add_argument("--width", type=int, default=8, help="channels of the stem and first block (doubled in the second)")
   ap.add_argument("--seed", type=int, default=0)
   args = ap.parse_args()
 
