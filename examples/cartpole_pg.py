@@ -11,28 +11,10 @@ Run: python examples/cartpole_pg.py [--iters 60] [--episodes 16] [--lr 0.01] [--
 Prints a progress bar (tqdm if installed) and the parseable lines `average return: <first> -> <last>` (training
 batches) and `eval average return: <r>` (greedy policy, fresh episodes; 500 is the maximum).
 """
-import argparse, math, sys, time
+import argparse, math, time
 import numpy as np
 from tinygrad import Tensor, nn
-
-def trange(n: int):
-  """tqdm.trange when tqdm is installed, else a minimal text bar with the same set_description()."""
-  try:
-    from tqdm import trange as tqdm_trange
-    return tqdm_trange(n)
-  except ImportError: return TextBar(n)
-
-class TextBar:
-  def __init__(self, n: int): self.n, self.desc, self.t0, self.shown = n, "", time.perf_counter(), 0.0
-  def set_description(self, desc: str) -> None: self.desc = desc
-  def __iter__(self):
-    for i in range(self.n):
-      yield i
-      if (now := time.perf_counter()) - self.shown > 0.25 or i == self.n - 1:
-        self.shown, done = now, 30 * (i + 1) // self.n
-        sys.stderr.write(f"\r{i + 1:>{len(str(self.n))}}/{self.n} [{'#' * done}{'.' * (30 - done)}] {now - self.t0:.0f}s {self.desc}")
-        sys.stderr.flush()
-    sys.stderr.write("\n")
+from common import trange  # examples/common.py
 
 MAX_STEPS = 500  # CartPole-v1's episode cap
 
