@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-WORKLOADS = ["elementwise", "sum", "softmax", "matmul", "conv2d", "overhead", "startup", "firstcall", "mlp"]
+WORKLOADS = ["elementwise", "sum", "softmax", "matmul", "conv2d", "overhead", "startup", "firstcall", "mlp", "jit"]
 COLS = ["ours", "numpy", "torch", "jax"]
 PEERS = ["numpy", "torch", "jax"]
 
@@ -634,8 +634,8 @@ MLP_SIZES = (784, 512, 512, 10)
 BATCH = 128
 
 class NumpyMLP:
-  """Hand-written numpy MLP 784-512-512-10 with relu, softmax cross-entropy (mean), SGD or Adam.
-  Weights are stored like tinygrad's nn.Linear: W (out, in), y = x @ W.T + b."""
+  """Hand-written numpy MLP (784-512-512-10 for the MLP rows) with relu between layers, softmax cross-entropy (mean),
+  SGD or Adam. params = [W1, b1, W2, b2, ...], stored like tinygrad's nn.Linear: W (out, in), y = x @ W.T + b."""
   def __init__(self, params: list[np.ndarray], opt: str, lr: float, b1=0.9, b2=0.999, eps=1e-8):
     self.p = [np.array(q, dtype=np.float32, copy=True) for q in params]
     self.opt, self.lr, self.b1, self.b2, self.eps = opt, np.float32(lr), np.float32(b1), np.float32(b2), np.float32(eps)
@@ -644,21 +644,22 @@ class NumpyMLP:
     self.t = 0
 
   def loss_and_grads(self, x, y):
-    W1, b1, W2, b2, W3, b3 = self.p
-    h1 = x @ W1.T + b1; a1 = np.maximum(h1, 0)
-    h2 = a1 @ W2.T + b2; a2 = np.maximum(h2, 0)
-    z = a2 @ W3.T + b3
+    Ws, bs = self.p[0::2], self.p[1::2]
+    hs, acts = [], [x]  # pre-activations of the hidden layers, inputs of every layer
+    for W, b in zip(Ws[:-1], bs[:-1]):
+      h = acts[-1] @ W.T + b
+      hs.append(h); acts.append(np.maximum(h, 0))
+    z = acts[-1] @ Ws[-1].T + bs[-1]
     z = z - z.max(1, keepdims=True)
     ez = np.exp(z); s = ez.sum(1, keepdims=True)
     n = x.shape[0]
     loss = float(np.mean(np.log(s[:, 0]) - z[np.arange(n), y]))
-    dz = ez / s; dz[np.arange(n), y] -= 1; dz /= n
-    gW3 = dz.T @ a2; gb3 = dz.sum(0)
-    da2 = dz @ W3; dh2 = da2 * (h2 > 0)
-    gW2 = dh2.T @ a1; gb2 = dh2.sum(0)
-    da1 = dh2 @ W2; dh1 = da1 * (h1 > 0)
-    gW1 = dh1.T @ x; gb1 = dh1.sum(0)
-    return loss, [gW1, gb1, gW2, gb2, gW3, gb3]
+    d = ez / s; d[np.arange(n), y] -= 1; d /= n   # d loss / d (pre-activation of the current layer)
+    grads: list[np.ndarray] = []
+    for i in range(len(Ws) - 1, -1, -1):
+      grads[:0] = [d.T @ acts[i], d.sum(0)]
+      if i > 0: d = (d @ Ws[i]) * (hs[i - 1] > 0)
+    return loss, grads
 
   def step(self, x, y):
     loss, grads = self.loss_and_grads(x, y)
@@ -673,30 +674,34 @@ class NumpyMLP:
         q -= self.lr * (m / bc1) / (np.sqrt(v / bc2) + self.eps)
     return loss
 
+def mlp_param_shapes(sizes) -> list[tuple[int, ...]]:
+  return [s for a, b in zip(sizes, sizes[1:]) for s in ((b, a), (b,))]
+
 LR = {"sgd": 0.01, "adam": 1e-3}
 
 OURS_MLP_SRC = textwrap.dedent("""\
   from tinygrad import Tensor, nn
   class _Net:
-    def __init__(self):
-      self.l1 = nn.Linear(784, 512); self.l2 = nn.Linear(512, 512); self.l3 = nn.Linear(512, 10)
+    def __init__(self, sizes):
+      self.layers = [nn.Linear(a, b) for a, b in zip(sizes, sizes[1:])]
     def __call__(self, x):
-      return self.l3(self.l2(self.l1(x).relu()).relu())
+      for l in self.layers[:-1]: x = l(x).relu()
+      return self.layers[-1](x)
   def _params(net):
     try:
       from tinygrad.nn.state import get_parameters
       return get_parameters(net)
     except ImportError:
-      return [net.l1.weight, net.l1.bias, net.l2.weight, net.l2.bias, net.l3.weight, net.l3.bias]
+      return [t for l in net.layers for t in (l.weight, l.bias)]
   import contextlib
   try:  # newer upstream tinygrad gates optimizers on Context(TRAINING=1); older ones on Tensor.training
     from tinygrad.helpers import Context, TRAINING  # noqa: F401
     _train_ctx = lambda: Context(TRAINING=1)
   except ImportError:
     _train_ctx = contextlib.nullcontext
-  def make_ours(opt_name, lr):
-    net = _Net()
-    params = [net.l1.weight, net.l1.bias, net.l2.weight, net.l2.bias, net.l3.weight, net.l3.bias]
+  def make_ours(opt_name, lr, sizes=(784, 512, 512, 10)):
+    net = _Net(sizes)
+    params = [t for l in net.layers for t in (l.weight, l.bias)]  # W1, b1, W2, b2, ... as NumpyMLP
     opt = (nn.optim.SGD if opt_name == "sgd" else nn.optim.Adam)(_params(net), lr=lr)
     def step(x, y):
       Tensor.training = True
@@ -717,90 +722,179 @@ def _ours_mlp_namespace():
   exec(OURS_MLP_SRC, ns)  # same source as used in the fresh-process first-step measurement
   return ns
 
-def _mlp_data(ctx: Ctx, nbatches: int):
-  xs = [ctx.randn(BATCH, 784) for _ in range(nbatches)]
-  ys = [ctx.rng.integers(0, 10, BATCH).astype(np.int32) for _ in range(nbatches)]
+def _mlp_data(ctx: Ctx, nbatches: int, batch: int = BATCH, sizes=MLP_SIZES):
+  xs = [ctx.randn(batch, sizes[0]) for _ in range(nbatches)]
+  ys = [ctx.rng.integers(0, sizes[-1], batch).astype(np.int32) for _ in range(nbatches)]
   return xs, ys
 
-def _check_mlp_step(ctx: Ctx, opt_name: str, x, y):
-  """One step of ours vs the numpy reference from the same initial weights: loss and weight deltas.
-  Returns ours' step function (already compiled by this first step) for the timing that follows."""
-  ns = _ours_mlp_namespace()
-  o = ctx.ours
-  _, params, _, step = ns["make_ours"](opt_name, LR[opt_name])
-  p0 = [p.numpy().copy() for p in params]
-  if p0[0].shape != (512, 784): raise AssertionError(f"nn.Linear(784,512).weight has shape {p0[0].shape}, expected (512, 784)")
-  ref = NumpyMLP(p0, opt_name, LR[opt_name])
-  ref_loss = ref.step(x, y)
-  loss = step(o.t(x), o.t(y))
-  p1 = [p.numpy() for p in params]
-  np.testing.assert_allclose(float(loss.numpy()), ref_loss, rtol=1e-4, atol=1e-5, err_msg="loss of the first step")
-  for i, (a, b, c) in enumerate(zip(p0, p1, ref.p)):
+def _ours_tinyjit(ctx: Ctx):
+  """Our TinyJit class (upstream tinygrad exports it from the package too; older versions only from tinygrad.engine.jit)."""
+  ctx.ours.need()
+  try:
+    from tinygrad import TinyJit
+  except ImportError:
+    try:
+      from tinygrad.engine.jit import TinyJit
+    except ImportError:
+      raise NotAvailable("TinyJit missing") from None
+  return TinyJit
+
+def _compare_step(opt_name: str, before, after, ref_after, loss: float, ref_loss: float, what: str):
+  """One training step against the numpy reference step started from the same weights: loss and the update of every parameter."""
+  np.testing.assert_allclose(loss, ref_loss, rtol=1e-4, atol=1e-5, err_msg=f"loss of {what}")
+  for i, (a, b, c) in enumerate(zip(before, after, ref_after)):
     d_ours, d_ref = b - a, c - a
     scale = float(np.abs(d_ref).max()) or 1.0
     if opt_name == "adam":
-      # first Adam step ~ -lr*sign(g); where |g| ~ eps the sign can flip on rounding: allow 0.1% of entries off
+      # an Adam update is ~ -lr*m/sqrt(v) (-lr*sign(g) in step 1); where |g| ~ eps the sign can flip on rounding: allow 0.1% of entries off
       bad = ~np.isclose(d_ours, d_ref, rtol=1e-2, atol=1e-2 * scale)
       if bad.mean() > 1e-3:
-        np.testing.assert_allclose(d_ours, d_ref, rtol=1e-2, atol=1e-2 * scale, err_msg=f"adam update of param {i}")
+        np.testing.assert_allclose(d_ours, d_ref, rtol=1e-2, atol=1e-2 * scale, err_msg=f"adam update of param {i} in {what}")
     else:
-      np.testing.assert_allclose(d_ours, d_ref, rtol=1e-2, atol=1e-3 * scale, err_msg=f"sgd update of param {i}")
+      np.testing.assert_allclose(d_ours, d_ref, rtol=1e-2, atol=1e-3 * scale, err_msg=f"sgd update of param {i} in {what}")
+
+def _check_mlp_step(ctx: Ctx, opt_name: str, xs, ys, sizes=MLP_SIZES, jit: bool = False):
+  """Train ours and the numpy reference side by side on batches xs[k], ys[k]. Before every checked step the reference
+  takes ours' current weights (its Adam moments and step count are its own, from the same earlier steps); the loss and
+  the update of every parameter must match. Eager: one step. TinyJit: call 1 (runs), call 2 (records) and two replayed
+  steps on batches the jit has not seen. Returns ours' step function (compiled; recorded for TinyJit) for the timing."""
+  ns = _ours_mlp_namespace()
+  o = ctx.ours
+  _, params, _, step = ns["make_ours"](opt_name, LR[opt_name], sizes)
+  if jit: step = _ours_tinyjit(ctx)(step)
+  p0 = [p.numpy().copy() for p in params]
+  if p0[0].shape != (sizes[1], sizes[0]):
+    raise AssertionError(f"nn.Linear({sizes[0]},{sizes[1]}).weight has shape {p0[0].shape}, expected {(sizes[1], sizes[0])}")
+  ref = NumpyMLP(p0, opt_name, LR[opt_name])
+  nsteps = 4 if jit else 1
+  if len(xs) < nsteps: raise ValueError(f"need {nsteps} batches")
+  before = p0
+  for k in range(nsteps):
+    ref.p = [q.copy() for q in before]
+    ref_loss = ref.step(xs[k], ys[k])
+    loss = step(o.t(xs[k]), o.t(ys[k]))
+    after = [p.numpy().copy() for p in params]
+    what = f"TinyJit call {k + 1}" + (" (replay)" if k >= 2 else " (record)" if k == 1 else " (run)") if jit else "the first step"
+    _compare_step(opt_name, before, after, ref.p, float(loss.numpy()), ref_loss, what)
+    before = after
   return step
+
+def _jax_mlp_step(ctx: Ctx, opt_name: str, lr: float):
+  """Hand-written jax MLP step as NumpyMLP (relu between layers, softmax cross-entropy mean, SGD or Adam), gradient and
+  update in one jax.jit: step(params, state, x, y) -> (loss, params, state). params = [W1, b1, ...] with W (out, in)."""
+  jax, jnp = ctx.need_jax()
+  def loss_fn(p, x, y):
+    for i in range(0, len(p), 2):
+      x = x @ p[i].T + p[i + 1]
+      if i + 2 < len(p): x = jnp.maximum(x, 0)
+    return jnp.mean(jax.nn.logsumexp(x, axis=1) - jnp.take_along_axis(x, y[:, None], axis=1)[:, 0])
+  grad = jax.value_and_grad(loss_fn)
+  b1, b2, eps = 0.9, 0.999, 1e-8
+  def sgd(p, s, x, y):
+    loss, g = grad(p, x, y)
+    return loss, [q - lr * gq for q, gq in zip(p, g)], s
+  def adam(p, s, x, y):
+    m, v, t = s
+    loss, g = grad(p, x, y)
+    t = t + 1
+    m = [b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g)]
+    v = [b2 * vi + (1 - b2) * (gi * gi) for vi, gi in zip(v, g)]
+    bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
+    return loss, [q - lr * (mi / bc1) / (jnp.sqrt(vi / bc2) + eps) for q, mi, vi in zip(p, m, v)], (m, v, t)
+  return jax.jit(sgd if opt_name == "sgd" else adam)
+
+def _mlp_peers(ctx: Ctx, opt_name: str, xs, ys, sizes, per_step) -> dict:
+  """Peer cells for an MLP training step: {col: fn() -> steps/s}. per_step(one) times one() and returns seconds per call.
+  numpy: NumpyMLP; torch: eager nn.Sequential + torch.optim; jax: _jax_mlp_step, first step checked against NumpyMLP."""
+  lr = LR[opt_name]
+  def init(): return [ctx.randn(*s) * np.float32(0.05) for s in mlp_param_shapes(sizes)]
+  def numpy_():
+    net = NumpyMLP(init(), opt_name, lr)
+    i = [0]
+    def one():
+      k = i[0] % len(xs); i[0] += 1
+      return net.step(xs[k], ys[k])
+    return 1 / per_step(one)
+  def torch_():
+    torch = ctx.need_torch()
+    torch.manual_seed(0)
+    layers: list = []
+    for a, b in zip(sizes, sizes[1:]): layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers[:-1])
+    opt = (torch.optim.SGD if opt_name == "sgd" else torch.optim.Adam)(net.parameters(), lr=lr)
+    txs, tys = [torch.from_numpy(x) for x in xs], [torch.from_numpy(y.astype(np.int64)) for y in ys]
+    i = [0]
+    def one():
+      k = i[0] % len(txs); i[0] += 1
+      opt.zero_grad()
+      loss = torch.nn.functional.cross_entropy(net(txs[k]), tys[k])
+      loss.backward(); opt.step()
+      return loss
+    return 1 / per_step(one)
+  def jax_():
+    jax, jnp = ctx.need_jax()
+    step = _jax_mlp_step(ctx, opt_name, lr)
+    p0 = init()
+    params = [jax.device_put(q) for q in p0]
+    state = () if opt_name == "sgd" else ([jnp.zeros_like(q) for q in params], [jnp.zeros_like(q) for q in params], jnp.zeros((), jnp.float32))
+    jxs, jys = [jax.device_put(x) for x in xs], [jax.device_put(y) for y in ys]
+    ref = NumpyMLP(p0, opt_name, lr)
+    ref_loss = ref.step(xs[0], ys[0])
+    loss, params, state = step(params, state, jxs[0], jys[0])
+    _compare_step(opt_name, p0, [np.asarray(q) for q in params], ref.p, float(loss), ref_loss, "the jax peer's first step")
+    st = [params, state]
+    i = [1]
+    def one():
+      k = i[0] % len(jxs); i[0] += 1
+      loss, st[0], st[1] = step(st[0], st[1], jxs[k], jys[k])
+      jax.block_until_ready((loss, st[0], st[1]))
+      return loss
+    return 1 / per_step(one)
+  return {"numpy": numpy_, "torch": torch_, "jax": jax_}
+
+def _ours_mlp_api():
+  """Make a missing API of ours fail with a clear message."""
+  from tinygrad import nn, Tensor
+  if not hasattr(nn, "Linear"): raise NotAvailable("tinygrad.nn.Linear missing")
+  if not hasattr(nn, "optim"): raise NotAvailable("tinygrad.nn.optim missing")
+  if not hasattr(Tensor, "sparse_categorical_crossentropy"): raise NotAvailable("Tensor.sparse_categorical_crossentropy missing")
+  return Tensor
 
 def w_mlp(ctx: Ctx) -> list[Row]:
   cfg = ctx.cfg
   rows = []
   xs, ys = _mlp_data(ctx, 4)
   for opt_name in ("sgd", "adam"):
-    row = Row(f"MLP 784-512-512-10 b{BATCH} train step, {opt_name.upper()}", "steps/s", True, "forward + cross-entropy + backward + optimizer update")
-    def ours(opt_name=opt_name):
+    name = f"MLP 784-512-512-10 b{BATCH} train step, {opt_name.upper()}"
+    row = Row(name, "steps/s", True, "forward + cross-entropy + backward + optimizer update")
+    jrow = Row(name + " (TinyJit)", "steps/s", True, "the same step function wrapped in TinyJit: ours times replays (call 3+); peers as in the row above")
+    def ours(opt_name=opt_name, row=row, jit=False):
       o = ctx.ours
       o.need()
-      from tinygrad import nn, Tensor  # noqa: F401  - make a missing API fail here with a clear message
-      for api in ("Linear",):
-        if not hasattr(nn, api): raise NotAvailable(f"tinygrad.nn.{api} missing")
-      if not hasattr(nn, "optim"): raise NotAvailable("tinygrad.nn.optim missing")
-      if not hasattr(Tensor, "sparse_categorical_crossentropy"): raise NotAvailable("Tensor.sparse_categorical_crossentropy missing")
+      Tensor = _ours_mlp_api()
       t0 = time.perf_counter()
-      step = _check_mlp_step(ctx, opt_name, xs[0], ys[0])  # first step: correctness + compile
-      t_first = time.perf_counter() - t0
+      step = _check_mlp_step(ctx, opt_name, xs, ys, jit=jit)  # first step(s): correctness + compile (+ record)
+      t_first = (time.perf_counter() - t0) / (4 if jit else 1)
       txs, tys = [o.t(x) for x in xs], [o.t(y) for y in ys]
-      i = [1]
+      i = [4 if jit else 1]
       def one():
         k = i[0] % len(txs); i[0] += 1
         return step(txs[k], tys[k])
       slow = t_first > 2 * cfg.budget  # keep the bench short when a step takes many seconds
       t, samples, last = median_time(one, cfg, warmup=0 if slow else 1, repeats=cfg.mlp_steps)
-      if slow: row.notes.append(f"ours: first step (check + compile) took {t_first:.1f}s; timed {len(samples)} step(s) without a separate warm-up")
+      if slow: row.notes.append(f"ours: a checked step (check + compile) took {t_first:.1f}s; timed {len(samples)} step(s) without a separate warm-up")
       if not np.isfinite(float(last.numpy())): raise AssertionError("loss is not finite")
       if Tensor.training: Tensor.training = False
       return 1 / t
-    def numpy_(opt_name=opt_name):
-      net = NumpyMLP([(ctx.randn(*s) * 0.05) for s in ((512, 784), (512,), (512, 512), (512,), (10, 512), (10,))], opt_name, LR[opt_name])
-      i = [0]
-      def one():
-        k = i[0] % len(xs); i[0] += 1
-        return net.step(xs[k], ys[k])
-      t, _, _ = median_time(one, cfg, warmup=2, repeats=cfg.mlp_steps)
-      return 1 / t
-    def torch_(opt_name=opt_name):
-      torch = ctx.need_torch()
-      torch.manual_seed(0)
-      net = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10))
-      opt = (torch.optim.SGD if opt_name == "sgd" else torch.optim.Adam)(net.parameters(), lr=LR[opt_name])
-      txs, tys = [torch.from_numpy(x) for x in xs], [torch.from_numpy(y.astype(np.int64)) for y in ys]
-      i = [0]
-      def one():
-        k = i[0] % len(txs); i[0] += 1
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(net(txs[k]), tys[k])
-        loss.backward(); opt.step()
-        return loss
-      t, _, _ = median_time(one, cfg, warmup=2, repeats=cfg.mlp_steps)
-      return 1 / t
-    cell(row, "ours", ours); cell(row, "numpy", numpy_); cell(row, "torch", torch_)
-    row.errors["jax"] = "n/a: not measured for MLP"
-    rows.append(row)
+    cell(row, "ours", ours)
+    cell(jrow, "ours", lambda opt_name=opt_name, jrow=jrow: ours(opt_name, jrow, jit=True))
+    # peers are measured once per optimizer; the TinyJit row shows the same figures (torch eager, jax.jit, numpy)
+    per_step = lambda one: median_time(one, cfg, warmup=2, repeats=cfg.mlp_steps)[0]
+    for col, fn in _mlp_peers(ctx, opt_name, xs, ys, MLP_SIZES, per_step).items():
+      cell(row, col, fn)
+      jrow.values[col] = row.values[col]
+      if col in row.errors: jrow.errors[col] = row.errors[col]
+    rows += [row, jrow]
 
   # first Adam step in a fresh process (compile included), empty cache
   first = Row("MLP first Adam step in fresh process, empty cache", "s", False, "build net + Adam, time the first training step (compile included)")
@@ -825,7 +919,8 @@ def w_mlp(ctx: Ctx) -> list[Row]:
   def ours_first():
     ctx.ours.need()
     _probe_cachedb_style(cfg.subprocess_timeout)
-    if rows and rows[-1].errors.get("ours", "").startswith("n/a"): raise NotAvailable(rows[-1].errors["ours"][5:])
+    eager_adam = rows[-2]  # rows: SGD, SGD (TinyJit), ADAM, ADAM (TinyJit)
+    if eager_adam.errors.get("ours", "").startswith("n/a"): raise NotAvailable(eager_adam.errors["ours"][5:])
     ts = []
     for _ in range(max(1, cfg.proc_runs - 2)):
       with tempfile.TemporaryDirectory(prefix="bench_cachedb_") as d:
@@ -845,8 +940,83 @@ def w_mlp(ctx: Ctx) -> list[Row]:
   rows.append(first)
   return rows
 
+JIT_SIZES = (32, 64, 10)
+JIT_BATCH = 32
+
+def w_jit(ctx: Ctx) -> list[Row]:
+  cfg = ctx.cfg
+  iters = cfg.overhead_iters
+  rows = []
+
+  # (a) the cost of one replay, i.e. what TinyJit leaves of the per-call Python work: 2 tiny kernels
+  row = Row("TinyJit replay: per-call overhead of a 2-kernel function", "us", False,
+            "ours: TinyJit f(x) = (x+1).contiguous()*2 on 16 elems, replayed (2 kernels); numpy and torch eager: (x+1)*2 (2 ops); "
+            "jax: jax.jit of the same f + block_until_ready()")
+  x16 = [np.arange(16, dtype=np.float32) * np.float32(k + 1) - np.float32(3) for k in range(4)]
+  def ours():
+    o = ctx.ours
+    TinyJit = _ours_tinyjit(ctx)
+    f = TinyJit(lambda x: (x + 1).contiguous() * 2)
+    txs = [o.t(x) for x in x16]
+    for k in range(3):  # call 1 runs, call 2 records, call 3 is the first replay: each checked
+      np.testing.assert_allclose(o.run(lambda: f(txs[k])).numpy(), (x16[k] + 1) * 2, err_msg=f"TinyJit call {k + 1}")
+    try:
+      from tinygrad import GlobalCounters
+      GlobalCounters.reset()
+      o.run(lambda: f(txs[3]))
+      if GlobalCounters.kernel_count != 2: row.notes.append(f"ours: one replay ran {GlobalCounters.kernel_count} kernels, expected 2")
+    except ImportError:
+      pass
+    i, last = [0], [None]
+    def one():
+      k = i[0] % len(txs); i[0] += 1
+      last[0] = (k, o.run(lambda: f(txs[k])))
+    t = batched_time(one, iters * 5)
+    k, out = last[0]
+    np.testing.assert_allclose(out.numpy(), (x16[k] + 1) * 2, err_msg="last timed replay")
+    return t * 1e6
+  def numpy_():
+    x = x16[0]
+    return batched_time(lambda: (x + 1) * 2, iters * 10) * 1e6
+  def torch_():
+    torch = ctx.need_torch()
+    tx = torch.from_numpy(x16[0])
+    return batched_time(lambda: (tx + 1) * 2, iters * 10) * 1e6
+  def jax_():
+    jax, _ = ctx.need_jax()
+    f = jax.jit(lambda v: (v + 1) * 2)
+    jx = jax.device_put(x16[0])
+    return batched_time(lambda: f(jx).block_until_ready(), iters * 5) * 1e6
+  for col, fn in zip(COLS, (ours, numpy_, torch_, jax_)): cell(row, col, fn)
+  rows.append(row)
+
+  # (b) a training step small enough that per-step overhead, not arithmetic, decides
+  srow = Row("TinyJit replay of a small training step", "steps/s", True,
+             f"MLP {'-'.join(map(str, JIT_SIZES))} batch {JIT_BATCH}, SGD lr {LR['sgd']}: ours TinyJit replays; numpy hand-written; "
+             "torch eager; jax.jit of grad + update")
+  xs, ys = _mlp_data(ctx, 4, batch=JIT_BATCH, sizes=JIT_SIZES)
+  per_step = lambda one: batched_time(one, iters, batch=20)
+  def ours_step():
+    o = ctx.ours
+    o.need()
+    Tensor = _ours_mlp_api()
+    step = _check_mlp_step(ctx, "sgd", xs, ys, sizes=JIT_SIZES, jit=True)  # run, record, 2 replays: each checked
+    txs, tys = [o.t(x) for x in xs], [o.t(y) for y in ys]
+    i, last = [0], [None]
+    def one():
+      k = i[0] % len(txs); i[0] += 1
+      last[0] = step(txs[k], tys[k])
+    t = per_step(one)
+    if not np.isfinite(float(last[0].numpy())): raise AssertionError("loss is not finite")
+    if Tensor.training: Tensor.training = False
+    return 1 / t
+  cell(srow, "ours", ours_step)
+  for col, fn in _mlp_peers(ctx, "sgd", xs, ys, JIT_SIZES, per_step).items(): cell(srow, col, fn)
+  rows.append(srow)
+  return rows
+
 WORKLOAD_FNS = {"elementwise": w_elementwise, "sum": w_sum, "softmax": w_softmax, "matmul": w_matmul, "conv2d": w_conv2d,
-                "overhead": w_overhead, "startup": w_startup, "firstcall": w_firstcall, "mlp": w_mlp}
+                "overhead": w_overhead, "startup": w_startup, "firstcall": w_firstcall, "mlp": w_mlp, "jit": w_jit}
 
 # ----------------------------------------------------------------------------- machine info, plot
 

@@ -15,12 +15,13 @@ class Block:
 
 INLINE = {Ops.CONST, Ops.RANGE, Ops.LANE, Ops.DEFINE_GLOBAL, Ops.SINK, Ops.VECTORIZE}
 
-def linearize(sink: UOp, thread_range: UOp | None = None) -> Block:
+def linearize(sink: UOp, loop_order: tuple[UOp, ...] | None = None) -> Block:
+  """loop_order: the global loops from outermost to innermost (default: by id)."""
   nodes = sink.toposort()
   order = {u: i for i, u in enumerate(nodes)}
   parent: dict[UOp, UOp | None] = {}
-  glob = sorted((u for u in nodes if u.op is Ops.RANGE and u.arg.kind == "global"), key=lambda r: r.arg.id)
-  if thread_range is not None: glob = [thread_range] + [g for g in glob if g is not thread_range]
+  glob = list(loop_order) if loop_order is not None else \
+    sorted((u for u in nodes if u.op is Ops.RANGE and u.arg.kind == "global"), key=lambda r: r.arg.id)
   for p, g in zip([None] + glob, glob): parent[g] = p
   depth_cache: dict = {None: 0}
   def depth(r):

@@ -51,6 +51,7 @@ class KernelInfo:
   name: str
   vector: tuple[str, int] | None   # ("global" or "reduce", width)
   thread_range: UOp | None         # the global RANGE split across threads
+  loop_order: tuple[UOp, ...]      # the global loops, outermost first
   work: int                        # loop iterations times lanes, a rough cost for the thread threshold
 
 def _ranges(sink: UOp, kind: str) -> list[UOp]:
@@ -213,4 +214,17 @@ def optimize(sink: UOp, max_lanes: int, threads: int, noopt: bool) -> tuple[UOp,
   loops = [u for u in sink.toposort() if u.op is Ops.RANGE]
   work = prod(r.arg.end for r in loops) * (vec[2] if vec else 1)
   thread_range = glob[0] if glob and threads > 1 and glob[0].arg.end > 1 else None
-  return sink, KernelInfo(name, (vec[1], vec[2]) if vec else None, thread_range, work)
+  return sink, KernelInfo(name, (vec[1], vec[2]) if vec else None, thread_range, loop_order(sink, glob), work)
+
+L2_BYTES = 1 << 19  # a conservative per-core L2 share: operands larger than this are streamed from L3 or memory
+
+def loop_order(sink: UOp, glob: list[UOp]) -> tuple[UOp, ...]:
+  """Global loops outermost first: by id, except that a reduce kernel whose outer loop re-reads a large operand on
+  every iteration (matmul's rows re-streaming all of B) nests that loop innermost, so the operand's panel for the
+  inner loops stays in cache while the outer loop's rows stream past it. The outer loop stays the thread loop."""
+  if len(glob) < 2: return tuple(glob)
+  outer = glob[0]
+  loads = [ld for red in sink.toposort() if red.op is Ops.REDUCE for ld in red.src[0].toposort() if ld.op is Ops.LOAD]
+  reread = {ld.src[0] for ld in loads if outer not in ld.src[1].ranges}
+  if sum(b.arg.size * b.dtype.itemsize for b in reread) <= L2_BYTES: return tuple(glob)
+  return tuple(glob[1:]) + (outer,)

@@ -3,5 +3,6 @@ from tinygrad.tensor import Tensor
 from tinygrad.dtype import dtypes, DType
 from tinygrad.device import Device
 from tinygrad.helpers import Context, getenv, GlobalCounters
+from tinygrad.engine.jit import TinyJit
 
-__all__ = ["Tensor", "dtypes", "DType", "Device", "Context", "getenv", "GlobalCounters"]
+__all__ = ["Tensor", "dtypes", "DType", "Device", "Context", "getenv", "GlobalCounters", "TinyJit"]

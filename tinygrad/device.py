@@ -23,6 +23,7 @@ class _Device:
     if kind not in BACKENDS: raise ValueError(f"unknown device {device!r} (known: {', '.join(BACKENDS)})")
     return kind if num in ("", "0") else f"{kind}:{num}"
   def __getitem__(self, device: str):
+    if (dev := self._opened.get(device)) is not None: return dev
     d = self.canonicalize(device)
     if d not in self._opened:
       import importlib

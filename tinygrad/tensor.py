@@ -6,6 +6,8 @@ from tinygrad.uop import UOp, Ops, ReduceArg, BufferRef
 from tinygrad.dtype import DType, dtypes, ConstType, least_upper_dtype, least_upper_float, to_dtype, to_np_dtype
 from tinygrad.device import Device, Buffer
 from tinygrad.helpers import prod, argsort, ceildiv
+from tinygrad.mixin import MovementMixin, ProcessingMixin
+from tinygrad.engine import realize as _realize
 
 def _shape_arg(shape: tuple) -> tuple:
   """Accept f(2, 3) and f((2, 3))."""
@@ -30,14 +32,13 @@ def sum_acc_dtype(dt: DType) -> DType:
 def _np_to_dtype(arr) -> DType:
   return to_dtype(arr.dtype)
 
-class Tensor:
+class Tensor(MovementMixin, ProcessingMixin):
   """A lazy n-dimensional array. Operations build a UOp graph; `realize()`, `.numpy()`, `.item()`, `.tolist()` compute it."""
   __slots__ = ("uop", "device", "_requires_grad", "grad", "__weakref__")
   __hash__ = object.__hash__
   training: ClassVar[bool] = False
   no_grad: ClassVar[bool] = False
   _seed: ClassVar[int] = 0
-  _rng_counter: ClassVar[int] = 0
 
   def __init__(self, data: Any, device: str | None = None, dtype: DType | str | None = None, requires_grad: bool | None = None):
     device = Device.canonicalize(device)
@@ -268,19 +269,21 @@ class Tensor:
     out.requires_grad = kw.get("requires_grad")
     return out
 
-  # random numbers: a counter-based hash of (seed, call counter, element index) computed in a kernel
+  # random numbers: a counter-based hash of (seed, call counter, element index) computed in a kernel. The counter is a
+  # 1-element tensor per device that each call advances lazily (an assign), so a TinyJit replay advances it too and a
+  # repeated training step reuses one plan.
   @staticmethod
-  def manual_seed(seed: int = 0) -> None: Tensor._seed, Tensor._rng_counter = seed, 0
+  def manual_seed(seed: int = 0) -> None:
+    Tensor._seed = seed
+    _RNG_COUNTERS.clear()
   @staticmethod
   def _random_bits(shape: tuple[int, ...], device: str | None) -> Tensor:
-    import numpy as np
-    Tensor._rng_counter += 1
     device = Device.canonicalize(device)
-    key = np.array([(Tensor._seed * 0x9E3779B1 + 0x85EBCA6B) & 0xFFFFFFFF, Tensor._rng_counter & 0xFFFFFFFF], dtype=np.uint32)
-    keys = Tensor(key, device=device)
+    if (counter := _RNG_COUNTERS.get(device)) is None: counter = _RNG_COUNTERS[device] = Tensor([0], device=device, dtype=dtypes.uint32)
     n = prod(shape)
+    k0, k1 = (Tensor._seed * 0x9E3779B1 + 0x85EBCA6B) & 0xFFFFFFFF, counter.expand(n)
+    counter.assign(counter + 1)
     idx = Tensor._wrap(UOp(Ops.IOTA, dtypes.uint32, (), n), device)
-    k0, k1 = keys[0].reshape(1).expand(n), keys[1].reshape(1).expand(n)
     return _mix32(_mix32(idx ^ k0) + k1 * 0x2545F491 ^ k0).reshape(shape)
   @staticmethod
   def rand(*shape, dtype=None, device=None, **kw) -> Tensor:
@@ -671,6 +674,7 @@ class Tensor:
     """Make self stand for x's value (same shape and dtype); no data moves until the next realize."""
     if x.shape != self.shape or x.dtype != self.dtype:
       raise ValueError(f"replace: {x.shape} {x.dtype} does not match {self.shape} {self.dtype}")
+    self._note_update()
     self.uop = x.uop
     return self
   def assign(self, x) -> Tensor:
@@ -679,11 +683,16 @@ class Tensor:
     if x.device != self.device: raise RuntimeError(f"assign: value on {x.device}, tensor on {self.device}")
     x = x._broadcast_to(_broadcast_shape("assign", self.shape, x.shape)) if x.shape != self.shape else x
     if x.shape != self.shape: raise ValueError(f"assign: cannot assign shape {x.shape} to {self.shape}")
+    self._note_update()
     self.uop = x.cast(self.dtype).uop
     if not any(t is self for t in _PENDING): _PENDING.append(self)
     return self
+  def _note_update(self) -> None:
+    """Tell a TinyJit recording that this tensor's value is state the jitted function updates."""
+    if _realize.recording is not None: _realize.recording.note_state(self)
   def _inplace(self, new: Tensor) -> Tensor:
     if new.shape != self.shape: raise ValueError(f"in-place op: result shape {new.shape} differs from {self.shape}")
+    self._note_update()
     self.uop = new.cast(self.dtype).uop
     return self
   def eq(self, x) -> Tensor: return self == x
@@ -1145,6 +1154,7 @@ def _reduce_loss(x: Tensor, reduction: str) -> Tensor:
 
 import weakref
 _PENDING: list[Tensor] = []
+_RNG_COUNTERS: dict[str, Tensor] = {}  # device -> how many random calls came before (the next call's key)
 _GRAD_TENSORS: "weakref.WeakSet[Tensor]" = weakref.WeakSet()
 _BACKWARD_DONE: "weakref.WeakSet[Tensor]" = weakref.WeakSet()  # losses already differentiated (retain_graph=False)
 

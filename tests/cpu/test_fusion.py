@@ -88,3 +88,20 @@ def test_lanes_of_different_widths_in_one_kernel():
   out = x * y.sum(1, keepdim=True)
   assert kernels(out) == 1
   np.testing.assert_allclose(out.numpy(), x.numpy() * y.numpy().sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+def test_step_after_loss_reuses_forward():
+  # loss.realize() then the gradient: the first layer's kernel output (the second matmul reads it) stays attached to
+  # its node, so the backward reads it instead of recomputing x @ w (the examples print the loss before step())
+  M, K, N = 64, 48, 32
+  g = np.random.default_rng(1)
+  x = rnd(M, K)
+  w = Tensor(g.standard_normal((K, N)).astype(np.float32), requires_grad=True)
+  v = Tensor(g.standard_normal((N, 16)).astype(np.float32))
+  loss = ((x @ w).relu() @ v).sum()
+  loss.backward()
+  loss.realize()
+  before = GlobalCounters.global_ops
+  w.grad.realize()
+  assert GlobalCounters.global_ops - before < 1.5 * 2 * M * K * N  # one matmul (x.T @ masked grad), not two
+  h = x.numpy() @ w.numpy()
+  np.testing.assert_allclose(w.grad.numpy(), x.numpy().T @ ((h > 0) * v.numpy().sum(1)), rtol=1e-4, atol=1e-4)

@@ -43,16 +43,19 @@ class ExecPlan:
   new_bufs: list[tuple[int, DType]]                 # (size, dtype) of buffers allocated on every run
   kernels: list[tuple[CompiledKernel, tuple[int, ...]]]  # kernel and the slot of each of its parameters
   outputs: list[int | None]                         # slot holding each root, None where the root is a view
+  saved: list[tuple[UOp, int]]                      # (node, slot) of every other kernel output: kept for later graphs
 
 plan_cache: dict[tuple[tuple[UOp, ...], str], ExecPlan] = {}
 kernel_cache: dict[tuple[UOp, str], CompiledKernel] = {}
 stats = {"plans": 0, "plan_hits": 0, "compiles": 0}
+recording = None  # a tinygrad.engine.jit.Recording while TinyJit records a call: every plan run is appended to it
 
-def normalize(roots: list[UOp]) -> tuple[tuple[UOp, ...], list[Buffer]]:
-  """Replace every realized buffer by an InputSlot placeholder; earlier results stand in for the nodes they realized."""
+def normalize(roots: list[UOp]) -> tuple[tuple[UOp, ...], list[Buffer], dict[UOp, UOp]]:
+  """Replace every realized buffer by an InputSlot placeholder; earlier results stand in for the nodes they realized.
+  Returns the normalised roots, the buffers in slot order, and the map from each original node to its normalised one."""
   memo: dict[UOp, UOp] = {}
   bufs: list[Buffer] = []
-  return tuple(_normalize(r, memo, bufs) for r in roots), bufs
+  return tuple(_normalize(r, memo, bufs) for r in roots), bufs, memo
 
 def _normalize(u: UOp, memo: dict[UOp, UOp], bufs: list[Buffer]) -> UOp:
   if (out := memo.get(u)) is not None: return out
@@ -72,13 +75,16 @@ def resolve(u: UOp) -> UOp:
   return u.substitute({x: x.realized for x in u.toposort() if x.realized is not None})
 
 def count_flops(sink: UOp) -> int:
-  """ALU operations the kernel executes: each ALU node once per iteration of the loops (and lanes) it sits in."""
+  """Floating/integer operations the kernel executes: each ALU node once per iteration of the loops it sits in, times
+  its lanes; a REDUCE counts one operation per element it folds in (a matmul's multiply-add is 2)."""
   from tinygrad.uop import ALU
   total = 0
   for u in sink.toposort():
-    if u.op not in ALU or u.dtype.scalar == dtypes.index: continue  # index arithmetic (int64) is not counted
-    n = 1
-    for r in u.ranges: n *= r.arg.end if r.op is Ops.RANGE else r.arg
+    if u.op is Ops.REDUCE: u = u.src[0]  # the accumulate runs once per value reduced
+    elif u.op not in ALU or u.dtype.scalar == dtypes.index: continue  # index arithmetic (int64) is not counted
+    n = u.dtype.count  # lanes (a LANE among its ranges is the same lanes, not another loop)
+    for r in u.ranges:
+      if r.op is Ops.RANGE: n *= r.arg.end
     total += n
   return total
 
@@ -100,7 +106,7 @@ def compile_kernel(ast: UOp, out: UOp, device: str) -> CompiledKernel:
     from codegen.linearize import linearize, listing
     from codegen.llvmir import LLVMRenderer
     sink, info = optimize(ast, dev.compiler.vector_bits // 32, dev.threads, bool(NOOPT))
-    prog = linearize(sink, info.thread_range)
+    prog = linearize(sink, info.loop_order)
     if DEBUG >= 6: print(listing(prog))
     name = info.name
     src = LLVMRenderer(dev.compiler.vector_bits).render(name, prog, list(sink.arg), info.thread_range)
@@ -132,33 +138,36 @@ def make_plan(roots: tuple[UOp, ...], n_inputs: int, device: str) -> ExecPlan:
     ck = BufferCopy() if it.ast is None else compile_kernel(it.ast, it.out, device)
     kernels.append((ck, (slot_for(it.out),) + tuple(slot_for(i) for i in it.inputs)))
   outputs = [None if is_view_of_buffer(r) else slot_for(r) for r in roots]
-  return ExecPlan(n_inputs, new_bufs, kernels, outputs)
+  saved = [(it.out, slot[it.out]) for it in items if it.out not in roots and it.out in slot]
+  return ExecPlan(n_inputs, new_bufs, kernels, outputs, saved)
 
 def run_plan(plan: ExecPlan, inputs: list[Buffer], device: str) -> list[Buffer]:
   bufs = inputs + [Buffer(device, size, dt) for size, dt in plan.new_bufs]
   dev = Device[device]
-  for ck, slots in plan.kernels:
-    if isinstance(ck, BufferCopy):
-      bufs[slots[0]].copyin(bufs[slots[1]].numpy())  # across devices, through the host
-      continue
-    ptrs = [bufs[s].ptr for s in slots]
-    if DEBUG >= 2: st = time.perf_counter()
-    dev.run(ck.program, ptrs, *ck.launch)
-    GlobalCounters.kernel_count += 1
-    GlobalCounters.global_ops += ck.flops
-    GlobalCounters.global_mem += ck.nbytes
-    if DEBUG >= 2:
-      dev.synchronize()
-      et = time.perf_counter() - st
-      GlobalCounters.time_sum_s += et
-      print(f"{colored(f'k{GlobalCounters.kernel_count:<4}', 'green')} {ck.name:<24} fused: {ck.ops:<32} {et*1e3:8.3f} ms "
-            f"{ck.flops/et*1e-9:8.2f} GFLOP/s {ck.nbytes/et*1e-9:8.2f} GB/s")
+  for ck, slots in plan.kernels: run_kernel(ck, [bufs[s] for s in slots], dev)
   return bufs
+
+def run_kernel(ck: CompiledKernel | BufferCopy, bufs: list[Buffer], dev) -> None:
+  """Run one kernel (or host copy) on its buffers, output first; counts it, and times it at DEBUG>=2."""
+  if isinstance(ck, BufferCopy):
+    bufs[0].copyin(bufs[1].numpy())  # across devices, through the host
+    return
+  if DEBUG >= 2: st = time.perf_counter()
+  dev.run(ck.program, [b.ptr for b in bufs], *ck.launch)
+  GlobalCounters.kernel_count += 1
+  GlobalCounters.global_ops += ck.flops
+  GlobalCounters.global_mem += ck.nbytes
+  if DEBUG >= 2:
+    dev.synchronize()
+    et = time.perf_counter() - st
+    GlobalCounters.time_sum_s += et
+    print(f"{colored(f'k{GlobalCounters.kernel_count:<4}', 'green')} {ck.name:<24} fused: {ck.ops:<32} {et*1e3:8.3f} ms "
+          f"{ck.flops/et*1e-9:8.2f} GFLOP/s {ck.nbytes/et*1e-9:8.2f} GB/s")
 
 def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
   """Compute every root on `device`; returns for each the UOp to use from now on (a view of a realized buffer)."""
   if not roots: return []
-  norm, inputs = normalize(roots)
+  norm, inputs, memo = normalize(roots)
   if (plan := plan_cache.get((norm, device))) is None:
     plan = plan_cache[(norm, device)] = make_plan(norm, len(inputs), device)
     stats["plans"] += 1
@@ -168,11 +177,25 @@ def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
     hit = True
   if DEBUG >= 1: print(f"realize on {device}: {len(plan.kernels)} kernel{'s' if len(plan.kernels) != 1 else ''}{' (plan cache hit)' if hit else ''}")
   bufs = run_plan(plan, inputs, device)
+  if recording is not None:
+    from tinygrad.engine.jit import RecordedRun
+    recording.runs.append(RecordedRun(plan, device, inputs, bufs[len(inputs):]))
   out = []
   for r, nr, s in zip(roots, norm, plan.outputs):
     if s is None: out.append(resolve(r)); continue
-    b = UOp(Ops.BUFFER, r.dtype, (), BufferRef(r.size, device, bufs[s]))
-    v = b if r.shape == (r.size,) else UOp(Ops.RESHAPE, r.dtype, (b,), r.shape)
-    r.realized = v
+    v = _buffer_view(r, bufs[s], device)
+    # a graph of constants and IOTA only (normalize left it unchanged) stays recomputable: later graphs that use it
+    # (a shared CONST, an arange feeding a one-hot gather) keep folding it. test_gather_of_computed_index_is_one_load
+    if nr is not r: r.realized = v
     out.append(v)
+  if plan.saved:
+    # intermediate kernel outputs stay attached to their nodes while those live, so a later graph through them (the
+    # optimizer step after loss.realize() re-reading the forward pass) reads them. test_step_after_loss_reuses_forward
+    slot_of = dict(plan.saved)
+    for u, nu in memo.items():
+      if (s := slot_of.get(nu)) is not None and u.realized is None: u.realized = _buffer_view(u, bufs[s], device)
   return out
+
+def _buffer_view(u: UOp, buf: Buffer, device: str) -> UOp:
+  b = UOp(Ops.BUFFER, u.dtype, (), BufferRef(u.size, device, buf))
+  return b if u.shape == (u.size,) else UOp(Ops.RESHAPE, u.dtype, (b,), u.shape)

@@ -1,0 +1,187 @@
+"""TinyJit: run a function twice normally, record the execution plans its second call runs, then replay them.
+
+A replay skips the Python work of the function (building graphs, differentiating, looking up plans) and runs the
+recorded plans directly with the new input buffers. Three kinds of buffer appear in a recording:
+  * the buffers of the Tensor arguments: replaced by the new arguments' buffers;
+  * state: the buffer a tensor held before the function replaced or assigned it (parameters, optimizer moments,
+    BatchNorm running statistics, the random-number key): replaced by the buffer that tensor holds at replay time,
+    and the tensor is pointed at the new value afterwards;
+  * everything else the function read (weights it did not change, constants it built): read as recorded.
+Buffers the recorded plans produce are allocated fresh on every replay, so outputs of earlier calls stay valid.
+"""
+from __future__ import annotations
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, TypeVar
+from tinygrad.device import Buffer, Device
+from tinygrad.helpers import DEBUG
+from tinygrad.engine import realize as _realize
+from tinygrad.engine.realize import ExecPlan, run_kernel
+
+R = TypeVar("R")
+
+@dataclass
+class RecordedRun:
+  plan: ExecPlan
+  device: str
+  inputs: list[Buffer]      # the buffers the plan read when it was recorded
+  made: list[Buffer]        # the buffers it allocated (its outputs and intermediates)
+
+@dataclass
+class Recording:
+  """What one TinyJit call did, as plans and buffer roles; filled by realize_uops and Tensor state updates."""
+  runs: list[RecordedRun] = field(default_factory=list)
+  state: dict = field(default_factory=dict)   # Tensor -> its UOp before the first update during the call
+  def note_state(self, t) -> None:
+    if t not in self.state: self.state[t] = t.uop
+
+@dataclass
+class _Spec:
+  """Shape, dtype and device of one Tensor argument."""
+  shape: tuple[int, ...]
+  dtype: Any
+  device: str
+  def describe(self) -> str: return f"shape {self.shape} {self.dtype} on {self.device}"
+
+@dataclass
+class _Captured:
+  """A recording flattened into one kernel list over a table of buffer slots: slots [0, len(specs)) are the Tensor
+  arguments; state slots are read from their tensors; `fresh` slots (returned values and new state) are allocated
+  on every replay; every other slot keeps the recorded buffer (a constant, or an intermediate reused each replay)."""
+  specs: list[_Spec]
+  table: list[Buffer]
+  fresh: list[int]
+  state_in: list[tuple[Any, int]]                      # (tensor, slot of the buffer it held when recorded)
+  state_out: list[tuple[Any, int, tuple[int, ...]]]    # (tensor, slot of its new value, shape)
+  kernels: list[tuple[Any, tuple[int, ...], Any]]      # (CompiledKernel or BufferCopy, slots output first, device)
+  outputs: Any                                         # the return value with each Tensor replaced by a _Slot
+
+@dataclass(frozen=True)
+class _Slot:
+  """A returned Tensor in a recording: the table slot of the buffer holding it, and its shape."""
+  slot: int
+  shape: tuple[int, ...]
+
+def _whole_buffer(u) -> Buffer | None:
+  """The buffer u stands for when u is a whole realized buffer (or a reshape of one), else None."""
+  from tinygrad.tensor import _resolved, _is_buffer
+  u = _resolved(u)
+  return (u if u.src == () else u.src[0]).arg.buf if _is_buffer(u) else None
+
+def _buffer_of(t) -> Buffer:
+  if (b := _whole_buffer(t.uop)) is None: raise RuntimeError(f"TinyJit: a tensor of shape {t.shape} is not a realized buffer")
+  return b
+
+def _tensor_args(args: tuple, kwargs: dict) -> tuple[list, list]:
+  """The Tensor arguments in call order, and everything else (which becomes part of the cache key)."""
+  from tinygrad.tensor import Tensor
+  tensors, other = [], []
+  for k, v in list(enumerate(args)) + sorted(kwargs.items()):
+    (tensors if isinstance(v, Tensor) else other).append(v if isinstance(v, Tensor) else (k, repr(v)))
+  return tensors, other
+
+def _map_leaves(x: Any, leaf: type, fn: Callable) -> Any:
+  """x with every instance of `leaf` inside (nested lists, tuples, dicts) replaced by fn(it)."""
+  if isinstance(x, leaf): return fn(x)
+  if isinstance(x, (list, tuple)): return type(x)(_map_leaves(v, leaf, fn) for v in x)
+  if isinstance(x, dict): return {k: _map_leaves(v, leaf, fn) for k, v in x.items()}
+  return x
+
+def _flat_leaves(x: Any, leaf: type) -> list:
+  out: list = []
+  _map_leaves(x, leaf, out.append)
+  return out
+
+class TinyJit(Generic[R]):
+  """Decorate a function whose Tensor inputs keep their shapes: call 1 runs it, call 2 records it, calls 3+ replay.
+
+  Non-Tensor arguments are part of the key: a call with different ones runs and records separately. A call whose
+  Tensor arguments differ in shape, dtype or device from the recorded ones raises RuntimeError.
+  """
+  def __init__(self, fn: Callable[..., R]):
+    self.fn = fn
+    self.calls: dict[tuple, int] = {}
+    self.captured: dict[tuple, _Captured] = {}
+    functools.update_wrapper(self, fn)
+
+  def reset(self) -> None:
+    self.calls.clear()
+    self.captured.clear()
+
+  def __get__(self, obj, objtype=None):  # decorating a method: bind the instance as the first argument
+    return self if obj is None else functools.partial(self.__call__, obj)
+
+  def __call__(self, *args, **kwargs) -> R:
+    from tinygrad.tensor import Tensor
+    tensors, other = _tensor_args(args, kwargs)
+    key = tuple(other)
+    n = self.calls[key] = self.calls.get(key, 0) + 1
+    bufs = _contiguous_inputs(tensors)
+    if (cap := self.captured.get(key)) is not None: return self._replay(cap, tensors, bufs, n)
+    if n == 1:
+      out = self.fn(*args, **kwargs)
+      Tensor.realize_all(_flat_leaves(out, Tensor))
+      return out
+    return self._record(key, tensors, args, kwargs)
+
+  def _record(self, key: tuple, tensors: list, args: tuple, kwargs: dict) -> R:
+    from tinygrad.tensor import Tensor, _PENDING
+    if _realize.recording is not None: raise RuntimeError("TinyJit: a jitted function called another jitted function while it was being recorded")
+    rec = _realize.recording = Recording()
+    try:
+      out = self.fn(*args, **kwargs)
+      Tensor.realize_all(_flat_leaves(out, Tensor) + list(rec.state) + _PENDING)
+    finally: _realize.recording = None
+    arg_bufs = [_buffer_of(t) for t in tensors]
+    slot: dict[Buffer, int] = {}
+    def slot_of(b: Buffer) -> int: return slot.setdefault(b, len(slot))
+    for b in arg_bufs: slot_of(b)
+    kernels = [(ck, tuple(slot_of(b) for b in [(run.inputs + run.made)[i] for i in slots]), Device[run.device])
+               for run in rec.runs for ck, slots in run.plan.kernels]
+    made = {b for run in rec.runs for b in run.made}
+    state_in, state_out = [], []
+    for t, old in rec.state.items():
+      if (old_buf := _whole_buffer(old)) is None:
+        raise RuntimeError(f"TinyJit: a tensor of shape {t.shape} was updated inside the jitted function but was not realized "
+                           "before the call; realize it (e.g. with .realize()) before the first call")
+      state_in.append((t, slot_of(old_buf)))
+      if (b := _buffer_of(t)) in made: state_out.append((t, slot_of(b), t.shape))
+    def as_slot(t):
+      b = _buffer_of(t)
+      if b not in made and b not in arg_bufs:
+        raise RuntimeError(f"TinyJit: the jitted function returned a tensor of shape {t.shape} that it did not compute; return only computed values")
+      return _Slot(slot_of(b), t.shape)
+    outputs = _map_leaves(out, Tensor, as_slot)
+    fresh = sorted({s for _, s, _ in state_out} | {x.slot for x in _flat_leaves(outputs, _Slot)} - set(range(len(tensors))))
+    cap = _Captured([_Spec(t.shape, t.dtype, t.device) for t in tensors], list(slot), fresh, state_in, state_out, kernels, outputs)
+    self.captured[key] = cap
+    if DEBUG >= 1: print(f"TinyJit: recorded {len(kernels)} kernels in {len(rec.runs)} realizes of {getattr(self.fn, '__name__', 'fn')}")
+    return out
+
+  def _replay(self, cap: _Captured, tensors: list, bufs: list[Buffer], n: int) -> R:
+    from tinygrad.tensor import Tensor, _buffer_uop
+    if len(tensors) != len(cap.specs):
+      raise RuntimeError(f"TinyJit: call {n} got {len(tensors)} Tensor arguments; the captured kernels expect {len(cap.specs)}")
+    for i, (t, s) in enumerate(zip(tensors, cap.specs)):
+      if (t.shape, t.dtype, t.device) != (s.shape, s.dtype, s.device):
+        raise RuntimeError(f"TinyJit: call {n} got input {i} of {_Spec(t.shape, t.dtype, t.device).describe()}; the captured kernels "
+                           f"expect {s.describe()}. Make a new TinyJit per shape.")
+    table = cap.table.copy()
+    table[:len(bufs)] = bufs
+    for t, i in cap.state_in: table[i] = _buffer_of(t)
+    for i in cap.fresh: table[i] = Buffer(table[i].device, table[i].size, table[i].dtype)
+    for ck, slots, dev in cap.kernels: run_kernel(ck, [table[i] for i in slots], dev)
+    for t, i, shape in cap.state_out: t.uop = _buffer_uop(table[i], shape)
+    return _map_leaves(cap.outputs, _Slot, lambda x: Tensor._wrap(_buffer_uop(table[x.slot], x.shape), table[x.slot].device))
+
+def _contiguous_inputs(tensors: list) -> list[Buffer]:
+  """Realize the Tensor arguments as whole buffers (a strided view is copied once), so replays can swap buffers;
+  returns those buffers."""
+  from tinygrad.tensor import Tensor, _PENDING
+  bufs = [_whole_buffer(t.uop) for t in tensors]
+  if _PENDING or any(b is None or b.size != t.numel() for t, b in zip(tensors, bufs)):  # also realizes pending state
+    Tensor.realize_all([t for t, b in zip(tensors, bufs) if b is None])
+    for t in tensors:
+      if (b := _whole_buffer(t.uop)) is None or b.size != t.numel(): t.replace(t.contiguous()).realize()
+    bufs = [_buffer_of(t) for t in tensors]
+  return bufs
