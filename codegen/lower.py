@@ -50,8 +50,8 @@ def reduce_identity(op: Ops, dtype: DType):
   return REDUCE_IDENTITY[op]
 
 class Lowerer:
-  def __init__(self, out: UOp, is_realized):
-    self.out, self.is_realized = out, is_realized
+  def __init__(self, outs: tuple[UOp, ...], is_realized):
+    self.outs, self.is_realized = outs, is_realized
     self.inputs: dict[UOp, int] = {}            # realized tensor-level node -> kernel parameter number (0 is the output)
     self.memo: dict[tuple, UOp] = {}
     self.reduce_at: dict[UOp, UOp] = {}         # tensor-level REDUCE -> the one index it was evaluated at
@@ -79,19 +79,24 @@ class Lowerer:
     return out
 
   def lower(self) -> UOp:
-    shape, parent, idx = self.out.shape, None, []
+    """One loop nest over the outputs' common shape and one STORE per output (parameters 0..len(outs)-1); values the
+    outputs share at the same index (a gradient feeding Adam's two moments and the parameter) are computed once."""
+    shape, parent, idx = self.outs[0].shape, None, []
     for s in shape:
       if s == 1: idx.append(UOp.const(dtypes.index, 0)); continue
       parent = self.new_range(s, "global", parent)
       idx.append(parent)
-    val = self.eval_src(self.out, tuple(idx))
-    buf = UOp(Ops.DEFINE_GLOBAL, self.out.dtype, (), GlobalArg(0, self.out.size))
+    bufs, stores = [], []
+    for i, out in enumerate(self.outs):
+      val = self.eval_src(out, tuple(idx))
+      bufs.append(buf := UOp(Ops.DEFINE_GLOBAL, out.dtype, (), GlobalArg(i, out.size)))
+      stores.append(UOp(Ops.STORE, dtypes.void, (buf, flat_index(tuple(idx), shape), val)))
     # the SINK's arg lists every parameter, so one the simplifier made unused still keeps its place in the signature
-    params = (buf,) + tuple(UOp(Ops.DEFINE_GLOBAL, u.dtype, (), GlobalArg(i, u.size)) for u, i in self.inputs.items())
-    return UOp(Ops.SINK, dtypes.void, (UOp(Ops.STORE, dtypes.void, (buf, flat_index(tuple(idx), shape), val)),), params)
+    params = tuple(bufs) + tuple(UOp(Ops.DEFINE_GLOBAL, u.dtype, (), GlobalArg(i, u.size)) for u, i in self.inputs.items())
+    return UOp(Ops.SINK, dtypes.void, tuple(stores), params)
 
   def load(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
-    if u not in self.inputs: self.inputs[u] = len(self.inputs) + 1
+    if u not in self.inputs: self.inputs[u] = len(self.inputs) + len(self.outs)
     buf = UOp(Ops.DEFINE_GLOBAL, u.dtype, (), GlobalArg(self.inputs[u], u.size))
     return UOp(Ops.LOAD, u.dtype, (buf, flat_index(idx, u.shape)))
 
@@ -150,9 +155,9 @@ class Lowerer:
 
   def eval_reduce(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
     # inline only if computed once per iteration of the loops it sits in, at one index; else realize it first
-    if u is not self.out and (self.reduce_at.setdefault(u, idx) != idx or not self.once_per_iteration(idx)): raise NeedsRealize(u)
+    if u not in self.outs and (self.reduce_at.setdefault(u, idx) != idx or not self.once_per_iteration(idx)): raise NeedsRealize(u)
     deepest = max(frozenset().union(*(i.ranges for i in idx)), key=lambda r: len(self.chain(r)), default=None)
-    if u is not self.out: self.inlined.add(u)
+    if u not in self.outs: self.inlined.add(u)
     src, rop = u.src[0], u.arg.op
     if any(src.shape[a] == 0 for a in u.arg.axes): return UOp.const(u.dtype, reduce_identity(rop, u.dtype))
     nidx, rngs, parent = list(idx), [], deepest
@@ -185,9 +190,9 @@ def move_index(u: UOp, idx: tuple[UOp, ...]) -> tuple[UOp, ...]:
   if op is Ops.FLIP: return tuple((s - 1) - i if f else i for i, s, f in zip(idx, src_shape, arg))
   raise NotImplementedError(op)
 
-def lower(out: UOp, is_realized) -> tuple[UOp, list[UOp], set[UOp]]:
-  """Lower the Tensor-level node `out` into a kernel graph; returns the SINK, the realized inputs it reads, and the
-  REDUCEs it computes inline."""
-  lw = Lowerer(out, is_realized)
+def lower(outs: tuple[UOp, ...], is_realized) -> tuple[UOp, list[UOp], set[UOp]]:
+  """Lower Tensor-level nodes of one shape into one kernel graph; returns the SINK, the realized inputs it reads, and
+  the REDUCEs it computes inline."""
+  lw = Lowerer(outs, is_realized)
   sink = lw.lower()
   return sink, sorted(lw.inputs, key=lw.inputs.__getitem__), lw.inlined

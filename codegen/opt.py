@@ -134,6 +134,9 @@ def choose_upcasts(sink: UOp, vec_range: UOp | None) -> list[tuple[UOp, int]]:
     if not any(r not in ld.src[1].ranges for ld in loads): continue  # nothing to share between the copies
     f = 2 if r is vec_range else 4
     if r.arg.end % f == 0 and r.arg.end >= f: out.append((r, f))
+  # keep at least 8 accumulators in flight (FMA latency x throughput): when the vector loop could not be unrolled
+  # (784 = 49 x 16 lanes), unroll the row loop 8x instead of 4x
+  if prod(f for _, f in out) < 8 and out and out[-1][0] is not vec_range and out[-1][0].arg.end % 8 == 0: out[-1] = (out[-1][0], 8)
   return out
 
 def _is_vec(u: UOp) -> bool: return u.dtype.count > 1 or u.op is Ops.LANE

@@ -51,6 +51,14 @@ def simplify_divmod(x: UOp, c: UOp, is_mod: bool) -> UOp | None:
   if g > 1:
     inner = build_affine({t: v // g for t, v in terms.items()}, k // g, x)
     return (inner % (d // g)) * g if is_mod else inner // (d // g)
+  # coefficients (and the constant) of d or more: v = q*d + r, the q*d parts leave the division exactly. Needs the
+  # remainder part B >= 0 so C truncation agrees with floor. (kw*59 + ow) % 58 -> (kw + ow) % 58  test_divmod_reduce_coefficients
+  if k >= d or any(v >= d or v < 0 for v in terms.values()):
+    q_terms = {t: v // d for t, v in terms.items() if v // d}
+    r_terms = {t: v % d for t, v in terms.items() if v % d}
+    if _bounds_of(r_terms, k % d)[0] >= 0 and (q_terms or k >= d):
+      b = build_affine(r_terms, k % d, x)
+      return b % d if is_mod else build_affine(q_terms, k // d, x) + b // d
   # candidate split points g: divisors of d shared with some coefficient (and d itself)
   cands = sorted({d} | {math.gcd(d, v) for v in terms.values()}, reverse=True)
   for g in cands:

@@ -105,3 +105,18 @@ def test_step_after_loss_reuses_forward():
   assert GlobalCounters.global_ops - before < 1.5 * 2 * M * K * N  # one matmul (x.T @ masked grad), not two
   h = x.numpy() @ w.numpy()
   np.testing.assert_allclose(w.grad.numpy(), x.numpy().T @ ((h > 0) * v.numpy().sum(1)), rtol=1e-4, atol=1e-4)
+
+def test_adam_update_is_one_kernel():
+  # Adam's new moments and parameter have the parameter's shape and share its gradient: one kernel per parameter
+  # stores all three (engine/schedule.py output_groups), reading the gradient once instead of writing and re-reading it
+  from tinygrad import nn
+  l = nn.Linear(64, 32)
+  opt = nn.optim.Adam([l.weight, l.bias], lr=0.01)
+  x = rnd(16, 64).realize()
+  for _ in range(2):  # the first step differs (fresh moment buffers); the second is the steady state
+    opt.zero_grad()
+    l(x).relu().sum().backward()
+    before = GlobalCounters.kernel_count
+    opt.step()
+  # b1^t and b2^t, the masked output gradient, one kernel for the weight and its moments, one for the bias and its
+  assert GlobalCounters.kernel_count - before == 5

@@ -198,10 +198,10 @@ def run_on_cuda(t, dev: CUDADevice) -> np.ndarray:
   from codegen.ptx import render_ptx
   norm, bufs, _ = normalize([t.uop])
   data, keep = {}, []
-  for it in create_schedule(list(norm)):
+  for it in create_schedule(list(norm), multi_output=False):
     k = render_ptx(it.ast, dev.arch)
     prog = dev.load(k.name, k.src, k.n_params)
-    out = dev.alloc(it.out.size * it.out.dtype.itemsize)
+    out = dev.alloc(it.outs[0].size * it.outs[0].dtype.itemsize)
     ins = []
     for i in it.inputs:
       if i.op is Ops.BUFFER:
@@ -212,7 +212,7 @@ def run_on_cuda(t, dev: CUDADevice) -> np.ndarray:
       else: ins.append(data[i])
     dev.run(prog, [out.ptr] + [b.ptr for b in ins], k.global_size, k.local_size)
     keep += ins
-    data[it.out] = out
+    data[it.outs[0]] = out
   dev.synchronize()
   res = np.empty(norm[0].size, dtype=to_np_dtype(norm[0].dtype))
   data[norm[0]].copyout(res.ctypes.data, res.nbytes)
@@ -240,7 +240,7 @@ def test_gpu_elementwise_timed():
   t = Tensor(a) * 2 + 1
   np.testing.assert_allclose(run_on_cuda(t, dev), a * 2 + 1, rtol=1e-6)
   norm, _, _ = normalize([t.uop])
-  (it,) = create_schedule(list(norm))
+  (it,) = create_schedule(list(norm), multi_output=False)
   k = render_ptx(it.ast, dev.arch)
   prog = dev.load(k.name, k.src, k.n_params)
   bufs = [dev.alloc(n * 4) for _ in range(2)]

@@ -48,6 +48,26 @@ def test_divmod_simplification_is_exact(a, b, d, k, m):
       for jv in range(b):
         assert evaluate(s, {i: iv, j: jv}) == f(iv * m * d + jv * m + k)
 
+def test_divmod_reduce_coefficients():
+  # a sliding window over a padded row of 58: (kw*59 + ow) % 58 is kw + ow when kw + ow < 58 (conv2d's _windows)
+  kw, ow = rng(0, 3), rng(1, 56)
+  assert simp((kw * 59 + ow) % 58) is simp(kw + ow)
+  assert simp((kw * 59 + ow) // 58) is kw
+
+@settings(max_examples=200, deadline=None)
+@given(a=st.integers(1, 12), b=st.integers(1, 12), ca=st.integers(-60, 60), cb=st.integers(-60, 60), d=st.integers(1, 30), k=st.integers(0, 700))
+def test_divmod_with_any_coefficients_is_exact(a, b, ca, cb, d, k):
+  """Coefficients larger than the divisor or negative (the expression kept non-negative by the constant)."""
+  i, j = rng(0, a), rng(1, b)
+  e = i * ca + j * cb + k
+  lo = min(0, ca * (a - 1)) + min(0, cb * (b - 1)) + k
+  if lo < 0: return  # the kernels only divide non-negative indices
+  for expr, f in ((e // d, lambda v: v // d), (e % d, lambda v: v % d)):
+    s = simp(expr)
+    for iv in range(a):
+      for jv in range(b):
+        assert evaluate(s, {i: iv, j: jv}) == f(iv * ca + jv * cb + k)
+
 def evaluate(u, env):
   if u in env: return env[u]
   if u.op is Ops.CONST: return u.arg

@@ -41,7 +41,7 @@ def assemble(k: PTXKernel, arch: str) -> tuple[int, str]:
 
 def kernel_asts(t: Tensor) -> list[UOp]:
   norm, _, _ = normalize([t.uop])
-  return [it.ast for it in create_schedule(list(norm))]
+  return [it.ast for it in create_schedule(list(norm), multi_output=False)]
 
 # ---------------------------------------------------------------- the programs
 rng = np.random.default_rng(0)
@@ -193,17 +193,17 @@ def test_ptxas_sm75_fallbacks():
 # ---------------------------------------------------------------- semantics, in the PTX interpreter
 def emulate(t: Tensor, arch: str = "sm_80") -> np.ndarray:
   norm, bufs, _ = normalize([t.uop])
-  items = create_schedule(list(norm))
+  items = create_schedule(list(norm), multi_output=False)
   data: dict[UOp, np.ndarray] = {}
   for it in items:
     k = render_ptx(it.ast, arch)
-    out = np.frombuffer(b"\xcd" * (it.out.size * it.out.dtype.itemsize), dtype=to_np_dtype(it.out.dtype)).copy()
+    out = np.frombuffer(b"\xcd" * (it.outs[0].size * it.outs[0].dtype.itemsize), dtype=to_np_dtype(it.outs[0].dtype)).copy()
     ins = [bufs[i.arg.k].numpy() if i.op is Ops.BUFFER else data[i] for i in it.inputs]
     mem = Memory()
     ptrs = [mem.add(out)] + [mem.add(np.ascontiguousarray(x).copy()) for x in ins]
     try: Kernel(k.src).run(ptrs, mem, k.global_size, k.local_size)
     except PTXEmuError as e: raise AssertionError(f"{k.name}: {e}\n{numbered(k.src)}") from e
-    data[it.out] = out
+    data[it.outs[0]] = out
   return data[norm[0]].reshape(t.shape)
 
 def _compare(got: np.ndarray, exp: np.ndarray, name: str, transcendental: bool):

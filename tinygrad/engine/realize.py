@@ -88,12 +88,13 @@ def count_flops(sink: UOp) -> int:
     total += n
   return total
 
-def compile_kernel(ast: UOp, out: UOp, device: str) -> CompiledKernel:
+def compile_kernel(ast: UOp, outs: tuple[UOp, ...], device: str) -> CompiledKernel:
   key = (ast, device)
   if (ck := kernel_cache.get(key)) is not None: return ck
   dev = Device[device]
   st = time.perf_counter()
-  if DEBUG >= 5: print(f"kernel graph before lowering ({out.shape}):\n{out}")
+  if DEBUG >= 5:
+    for out in outs: print(f"kernel graph before lowering ({out.shape}):\n{out}")
   if device.startswith("CUDA"):
     from codegen.ptx import render_ptx
     k = render_ptx(ast, dev.arch, group=not NOOPT)
@@ -116,7 +117,7 @@ def compile_kernel(ast: UOp, out: UOp, device: str) -> CompiledKernel:
     launch, flops = (outer, info.work, info.thread_range is not None), count_flops(sink)
     detail = f"vector={info.vector} threads={'split ' + str(outer) if info.thread_range is not None else 'inline'}"
   stats["compiles"] += 1
-  fused = sorted({u.op.name.lower() for u in out.toposort() if u.op not in MOVEMENT and u.op not in (Ops.BUFFER, Ops.CONST)})
+  fused = sorted({u.op.name.lower() for u in UOp(Ops.SINK, src=outs).toposort() if u.op not in MOVEMENT and u.op not in (Ops.BUFFER, Ops.CONST, Ops.SINK)})
   nbytes = sum(p.arg.size * p.dtype.itemsize for p in ast.arg)
   ck = CompiledKernel(name, program, launch, src, ", ".join(fused), flops, nbytes)
   if DEBUG >= 3: print(f"  {name}: {detail} compiled in {(time.perf_counter()-st)*1e3:.1f} ms")
@@ -124,7 +125,7 @@ def compile_kernel(ast: UOp, out: UOp, device: str) -> CompiledKernel:
   return ck
 
 def make_plan(roots: tuple[UOp, ...], n_inputs: int, device: str) -> ExecPlan:
-  items = create_schedule(list(roots))
+  items = create_schedule(list(roots), multi_output=not device.startswith("CUDA"))  # the PTX path stores one output
   slot: dict[UOp, int] = {}
   new_bufs: list[tuple[int, DType]] = []
   def slot_for(u: UOp) -> int:
@@ -135,10 +136,10 @@ def make_plan(roots: tuple[UOp, ...], n_inputs: int, device: str) -> ExecPlan:
     return slot[u]
   kernels = []
   for it in items:
-    ck = BufferCopy() if it.ast is None else compile_kernel(it.ast, it.out, device)
-    kernels.append((ck, (slot_for(it.out),) + tuple(slot_for(i) for i in it.inputs)))
+    ck = BufferCopy() if it.ast is None else compile_kernel(it.ast, it.outs, device)
+    kernels.append((ck, tuple(slot_for(o) for o in it.outs) + tuple(slot_for(i) for i in it.inputs)))
   outputs = [None if is_view_of_buffer(r) else slot_for(r) for r in roots]
-  saved = [(it.out, slot[it.out]) for it in items if it.out not in roots and it.out in slot]
+  saved = [(o, slot[o]) for it in items for o in it.outs if o not in roots and o in slot]
   return ExecPlan(n_inputs, new_bufs, kernels, outputs, saved)
 
 def run_plan(plan: ExecPlan, inputs: list[Buffer], device: str) -> list[Buffer]:

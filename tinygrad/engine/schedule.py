@@ -5,6 +5,7 @@ Fusion policy (the one cost rule): every node is inlined into the kernel that co
   * a REDUCE whose inlined loop would run more than once per use: it is evaluated at two different indices, or its
     index does not depend on every loop enclosing it (e.g. `x.sum(0)` broadcast back over rows). The lowering
     detects these (NeedsRealize) and the reduce gets its own kernel.
+Nodes to realize of one shape that share a REDUCE or read one another share one kernel (a store each).
 So `(a*b+c).relu().sum()` is one kernel, `(a@b+c).relu()` is one kernel, and softmax/layernorm are one kernel each.
 """
 from __future__ import annotations
@@ -14,51 +15,93 @@ from codegen.lower import lower, NeedsRealize
 
 @dataclass(frozen=True)
 class ScheduleItem:
-  out: UOp                  # the Tensor-level node this kernel computes
-  ast: UOp | None           # the kernel graph (SINK of one STORE); None for a COPY between devices
-  inputs: tuple[UOp, ...]   # realized Tensor-level nodes read, in parameter order (param 0 is `out`)
+  outs: tuple[UOp, ...]     # the Tensor-level nodes this kernel computes (one STORE each, same shape)
+  ast: UOp | None           # the kernel graph (SINK of the STOREs); None for a COPY between devices
+  inputs: tuple[UOp, ...]   # realized Tensor-level nodes read, in parameter order (after the outputs)
 
 def is_view_of_buffer(u: UOp) -> bool:
   while u.op in MOVEMENT: u = u.src[0]
   return u.op is Ops.BUFFER
 
-def create_schedule(roots: list[UOp]) -> list[ScheduleItem]:
+def create_schedule(roots: list[UOp], multi_output: bool = True) -> list[ScheduleItem]:
   to_realize: dict[UOp, None] = {r: None for r in roots if not is_view_of_buffer(r) and r.size > 0}
   for u in UOp(Ops.SINK, src=tuple(roots)).toposort():
     if u.op in (Ops.CONTIGUOUS, Ops.COPY) and u.size > 0: to_realize[u] = None
+  groups = output_groups(list(to_realize)) if multi_output else {}
   while True:
-    items, inlined_by = _build_kernels(to_realize)
+    before = len(to_realize)
+    items, inlined_by = _build_kernels(to_realize, groups)
     # a reduce inlined into several kernels would be computed once per kernel: realize it once and start over. So
     # must a kernel lowered before a later one forced that reduce to be realized (it computed the reduce again).
     redo = [r for r, n in inlined_by.items() if n > 1 or r in to_realize]
     if not redo: return items
     to_realize.update(dict.fromkeys(redo))
+    assert len(to_realize) > before, "schedule: a pass realized nothing new (it would repeat forever)"
 
-def _build_kernels(to_realize: dict[UOp, None]) -> tuple[list[ScheduleItem], dict[UOp, int]]:
+def output_groups(nodes: list[UOp]) -> dict[UOp, tuple[UOp, ...]]:
+  """Nodes to realize that have one shape and share a REDUCE, or read one another, are computed by one kernel with a
+  store per node: an optimizer's update of a parameter and its moments reads the gradient once (test_adam_update_is_one_kernel)."""
+  parent: dict[UOp, UOp] = {}
+  def find(x: UOp) -> UOp:
+    while parent.get(x, x) is not x: x = parent[x]
+    return x
+  by_shape: dict[tuple[int, ...], list[UOp]] = {}
+  for n in nodes:
+    if n.op is not Ops.COPY: by_shape.setdefault(n.shape, []).append(n)
+  for same in (ns for ns in by_shape.values() if len(ns) > 1):
+    members, owner = set(same), {}
+    for n in same:
+      for x in _local_graph(n, members):
+        if x in members: parent[find(n)] = find(x)
+        elif x.op is Ops.REDUCE: parent[find(n)] = find(owner.setdefault(x, n))
+  out: dict[UOp, list[UOp]] = {}
+  for n in nodes:
+    if n in parent: out.setdefault(find(n), []).append(n)
+  return {n: tuple(g) for g in out.values() if len(g) > 1 for n in g}
+
+def _local_graph(root: UOp, stop: set[UOp]) -> list[UOp]:
+  """The nodes root's kernel could compute: its graph down to buffers and other nodes in `stop` (which are included)."""
+  seen, out, stack = set(), [], [root]
+  while stack:
+    x = stack.pop()
+    if x in seen: continue
+    seen.add(x)
+    out.append(x)
+    if x.op is not Ops.BUFFER and x.realized is None and (x is root or x not in stop): stack.extend(x.src)
+  return out
+
+def _build_kernels(to_realize: dict[UOp, None], groups: dict[UOp, tuple[UOp, ...]]) -> tuple[list[ScheduleItem], dict[UOp, int]]:
   items: list[ScheduleItem] = []
   inlined_by: dict[UOp, int] = {}
   built: set[UOp] = set()
   stack: list[tuple[UOp, bool]] = [(r, False) for r in reversed(list(to_realize))]
-  lowered: dict[UOp, tuple[UOp, list[UOp]]] = {}
+  lowered: dict[UOp, tuple[tuple[UOp, ...], UOp | None, list[UOp]]] = {}
   while stack:  # depth-first: a kernel's inputs are built before it
     u, ready = stack.pop()
     if u in built: continue
     if not ready and u.op is Ops.COPY and u.src[0].op is Ops.BUFFER:  # a transfer from another device's buffer
-      lowered[u] = (None, [u.src[0]])
+      lowered[u] = ((u,), None, [u.src[0]])
       stack.append((u, True))
       continue
     if not ready:
+      if u in lowered: continue  # another member of its group was lowered first
+      outs = groups.get(u, (u,))
       while True:
-        try:
-          sink, inputs, inlined = lower(u, lambda x: x is not u and (x.op is Ops.BUFFER or x in to_realize))
-          break
-        except NeedsRealize as e: to_realize[e.node] = None
-      lowered[u] = (sink, inputs)
+        try: sink, inputs, inlined = lower(outs, lambda x: x not in outs and (x.op is Ops.BUFFER or x in to_realize))
+        except NeedsRealize as e:
+          to_realize[e.node] = None
+          continue
+        if len(outs) > 1 and any(x in outs for i in inputs for x in _local_graph(i, set(outs))):
+          for o in outs: groups.pop(o, None)  # the group reads a kernel that reads the group: a cycle, split it
+          outs = (u,)
+          continue
+        break
+      for o in outs: lowered[o] = (outs, sink, inputs)
       for r in inlined: inlined_by[r] = inlined_by.get(r, 0) + 1
       stack.append((u, True))
       stack.extend((i, False) for i in reversed(inputs) if i.op is not Ops.BUFFER and i not in built)
       continue
-    built.add(u)
-    sink, inputs = lowered[u]
-    items.append(ScheduleItem(u, sink, tuple(inputs)))
+    outs, sink, inputs = lowered[u]
+    built.update(outs)
+    items.append(ScheduleItem(outs, sink, tuple(inputs)))
   return items, inlined_by

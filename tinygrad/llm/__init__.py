@@ -1,0 +1,1 @@
+"""Language-model support: the GGUF weight format (tinygrad.llm.gguf)."""
