@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from tinygrad.uop import UOp, Ops, RangeArg, ELEMENTWISE, MOVEMENT
 from tinygrad.dtype import dtypes, DType
-from tinygrad.helpers import prod
 from tinygrad.rewrite import graph_rewrite
 from codegen.symbolic import pm_symbolic
 
@@ -188,6 +187,10 @@ def move_index(u: UOp, idx: tuple[UOp, ...]) -> tuple[UOp, ...]:
   if op is Ops.EXPAND: return tuple(zero if s == 1 else i for i, s in zip(idx, src_shape))
   if op is Ops.SHRINK: return tuple(i + b if b else i for i, (b, _) in zip(idx, arg))
   if op is Ops.FLIP: return tuple((s - 1) - i if f else i for i, s, f in zip(idx, src_shape, arg))
+  if op is Ops.WINDOWS:  # (..., o, k) reads x[..., o*stride + k*dilation]
+    n = len(arg.kernel)
+    lead = len(idx) - 2 * n
+    return idx[:lead] + tuple(idx[lead + j] * arg.stride[j] + idx[lead + n + j] * arg.dilation[j] for j in range(n))
   raise NotImplementedError(op)
 
 def lower(outs: tuple[UOp, ...], is_realized) -> tuple[UOp, list[UOp], set[UOp]]:

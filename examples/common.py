@@ -1,6 +1,6 @@
 """Helpers shared by the examples: a progress bar (tqdm when installed) and test-set accuracy."""
 import sys, time
-from tinygrad import Tensor
+from tinygrad import Tensor, TinyJit
 
 def trange(n: int):
   """tqdm.trange when tqdm is installed, else a minimal text bar with the same set_description()."""
@@ -49,17 +49,22 @@ def train_classifier(make_model, args) -> None:
   params = nn.state.get_parameters(model)
   Tensor.realize_all(params)  # initial weights (and BatchNorm buffers) as buffers, so every step has the same graph
   opt = nn.optim.Adam(params, lr=args.lr)
+
+  @TinyJit  # from the third step on, the step's kernels are replayed without rebuilding its graph
+  def train_step(idx: Tensor) -> tuple[Tensor, Tensor]:
+    x, y = X_train[idx], Y_train[idx]  # a batch of random rows: X_train[idx] is a gather
+    opt.zero_grad()
+    out = model(x)
+    loss = out.sparse_categorical_crossentropy(y).backward()
+    acc = (out.argmax(-1) == y).float().mean()
+    Tensor.realize_all([loss, acc, *opt.schedule_step()])  # forward, backward and the Adam update in one realize
+    return loss, acc
+
   losses, st = [], time.perf_counter()
   with Tensor.train():
     for i in (t := trange(steps)):
       if i >= steps // 2: opt.lr.assign(Tensor([args.lr * (steps - i) / (steps - steps // 2)])).realize()  # linear decay to 0
-      idx = Tensor.randint(args.batch, high=X_train.shape[0]).realize()  # a batch of random rows: X_train[idx] is a gather
-      x, y = X_train[idx], Y_train[idx]
-      opt.zero_grad()
-      out = model(x)
-      loss = out.sparse_categorical_crossentropy(y).backward()
-      acc = (out.argmax(-1) == y).float().mean()
-      loss.realize(acc, *opt.schedule_step())  # forward, backward and the Adam update in one realize
+      loss, acc = train_step(Tensor.randint(args.batch, high=X_train.shape[0]).realize())
       losses.append(loss.item())
       t.set_description(f"loss {losses[-1]:.3f} acc {acc.item():.3f}")
   train_s = time.perf_counter() - st

@@ -1,7 +1,7 @@
 """The CPU device: memory, an in-process LLVM compiler (llvmlite, O3, host CPU features), ctypes calls, and a thread
 pool that splits a kernel's outermost loop. Knows nothing of UOps: it is handed LLVM IR text and raw buffers."""
 from __future__ import annotations
-import ctypes, os, queue, threading, time
+import ctypes, os, queue, threading
 from runtime.diskcache import cache_get, cache_put, cache_key
 
 _libc = ctypes.CDLL(None)

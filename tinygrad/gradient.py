@@ -2,12 +2,12 @@
 the node's sources. Gradients are lazy UOp graphs like everything else, so the backward pass fuses with whatever
 consumes it (the optimizer update)."""
 from __future__ import annotations
-import math
+import itertools, math
 from typing import TYPE_CHECKING
 from tinygrad.uop import UOp, Ops
 from tinygrad.dtype import dtypes
 from tinygrad.rewrite import UPat, PatternMatcher
-from tinygrad.helpers import argsort
+from tinygrad.helpers import argsort, ceildiv
 
 if TYPE_CHECKING: from tinygrad.tensor import Tensor
 
@@ -27,6 +27,29 @@ def _max_grad(g: "Tensor", ret: UOp) -> tuple:
   a, b = _t(ret.src[0], g), _t(ret.src[1], g)
   wa = (a > b).cast(g.dtype) + (a == b).cast(g.dtype) * 0.5
   return (g * wa, g * (1 - wa))
+
+def _windows_grad(g: "Tensor", ret: UOp) -> tuple:
+  """The adjoint of sliding windows: x[i] collects g[o, k] for every o*stride + k*dilation == i. One padded (and,
+  for stride > 1, zero-interleaved) copy of g per kernel offset, summed: loads under masks, no reduce over windows."""
+  arg, src_shape = ret.arg, ret.src[0].shape
+  n = len(arg.kernel)
+  lead = len(src_shape) - n
+  acc = None
+  for ks in itertools.product(*(range(k) for k in arg.kernel)):
+    t = g[(slice(None),) * (lead + n) + ks]
+    for j, k in enumerate(ks):
+      ax, o, st, i = lead + j, ret.shape[lead + j], arg.stride[j], src_shape[lead + j]
+      q, r = divmod(k * arg.dilation[j], st)
+      # o -> a canvas of m*st positions holding t[o'] at (o' + q + 1)*st; shrinking from st - r puts it at o'*st + k*d.
+      # Every canvas index is non-negative, so its // st and % st simplify.
+      m = ceildiv(i + st - r, st)
+      t = t.pad(tuple((q + 1, m - q - 1 - o) if a == ax else (0, 0) for a in range(t.ndim)))
+      if st > 1:
+        t = t.reshape(t.shape[:ax + 1] + (1,) + t.shape[ax + 1:]).pad(tuple((0, st - 1) if a == ax + 1 else (0, 0) for a in range(t.ndim + 1)))
+        t = t.reshape(t.shape[:ax] + (m * st,) + t.shape[ax + 2:])
+      t = t.shrink(tuple((st - r, st - r + i) if a == ax else None for a in range(t.ndim)))
+    acc = t if acc is None else acc + t
+  return (acc,)
 
 pm_gradient = PatternMatcher([
   (UPat(Ops.ADD, name="ret"), lambda g, ret: (g, g)),
@@ -52,6 +75,7 @@ pm_gradient = PatternMatcher([
   (UPat(Ops.PAD, name="ret"), lambda g, ret: (g.shrink(tuple((b, b + s) for (b, _), s in zip(ret.arg, ret.src[0].shape))),)),
   (UPat(Ops.SHRINK, name="ret"), lambda g, ret: (g.pad(tuple((b, s - e) for (b, e), s in zip(ret.arg, ret.src[0].shape))),)),
   (UPat(Ops.FLIP, name="ret"), lambda g, ret: (g.flip(tuple(i for i, f in enumerate(ret.arg) if f)),)),
+  (UPat(Ops.WINDOWS, name="ret"), _windows_grad),
 ], name="gradient")
 
 def _device_of_grad(ret: UOp, g: "Tensor") -> str:

@@ -1,7 +1,6 @@
 """The one rewrite engine: UPat patterns, a PatternMatcher bucketed by op, graph_rewrite to a fixed point."""
 from __future__ import annotations
 import itertools, sys
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 from tinygrad.uop import UOp, Ops
 from tinygrad.dtype import DType

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math, struct, weakref
 from dataclasses import dataclass
 from enum import IntEnum, auto
-from typing import Any, Callable
+from typing import Any
 from tinygrad.dtype import DType, dtypes, ConstType, truncate
 from tinygrad.helpers import prod
 
@@ -16,7 +16,7 @@ class Ops(IntEnum):
   BUFFER = auto(); CONST = auto(); IOTA = auto(); CONTIGUOUS = auto(); COPY = auto(); ASSIGN = auto()
   DETACH = auto(); CONTIGUOUS_BACKWARD = auto()
   # movement (never executed: lowered to index arithmetic)
-  RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto()
+  RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto(); WINDOWS = auto()
   # reduce (tensor level: arg ReduceArg; kernel level: src = (value, *ranges), arg the op)
   REDUCE = auto()
   # unary
@@ -39,13 +39,21 @@ BINARY = {Ops.ADD, Ops.MUL, Ops.FDIV, Ops.IDIV, Ops.MOD, Ops.MAX, Ops.CMPLT, Ops
 ALU = UNARY | BINARY | {Ops.WHERE}
 COMMUTATIVE = {Ops.ADD, Ops.MUL, Ops.MAX, Ops.CMPNE, Ops.AND, Ops.OR, Ops.XOR}
 ELEMENTWISE = ALU | {Ops.CAST, Ops.BITCAST}
-MOVEMENT = {Ops.RESHAPE, Ops.PERMUTE, Ops.EXPAND, Ops.PAD, Ops.SHRINK, Ops.FLIP}
+MOVEMENT = {Ops.RESHAPE, Ops.PERMUTE, Ops.EXPAND, Ops.PAD, Ops.SHRINK, Ops.FLIP, Ops.WINDOWS}
 COMPARISON = {Ops.CMPLT, Ops.CMPNE}
 
 @dataclass(frozen=True)
 class ReduceArg:
   op: Ops                # ADD, MUL or MAX
   axes: tuple[int, ...]  # reduced axes; they stay in the shape with size 1
+
+@dataclass(frozen=True)
+class WindowArg:
+  """Sliding windows over the last len(kernel) dims: (..., i) -> (..., o, k) with y[..., o, k] = x[..., o*stride + k*dilation]."""
+  kernel: tuple[int, ...]
+  stride: tuple[int, ...]
+  dilation: tuple[int, ...]
+  def out_size(self, i: int, j: int) -> int: return (i - self.dilation[j] * (self.kernel[j] - 1) - 1) // self.stride[j] + 1
 
 @dataclass(frozen=True, eq=False)
 class BufferRef:
@@ -219,6 +227,9 @@ def _infer_shape(u: UOp) -> tuple[int, ...]:
   if op is Ops.PERMUTE: return tuple(s[i] for i in arg)
   if op is Ops.PAD: return tuple(d + b + a for d, (b, a) in zip(s, arg))
   if op is Ops.SHRINK: return tuple(e - b for b, e in arg)
+  if op is Ops.WINDOWS:
+    n = len(arg.kernel)
+    return s[:-n] + tuple(arg.out_size(i, j) for j, i in enumerate(s[-n:])) + arg.kernel
   if op is Ops.REDUCE: return tuple(1 if i in arg.axes else d for i, d in enumerate(s))
   if op in (Ops.FLIP, Ops.CONTIGUOUS, Ops.COPY, Ops.DETACH, Ops.CONTIGUOUS_BACKWARD, Ops.CAST, Ops.BITCAST, Ops.ASSIGN) or op in ALU:
     return s

@@ -1,6 +1,5 @@
 """Fusion: how many kernels a graph becomes (the schedule's cost rule)."""
 import numpy as np
-import pytest
 from tinygrad import Tensor, GlobalCounters
 
 def kernels(*ts: Tensor) -> int:

@@ -117,3 +117,11 @@ def test_accumulating_state_is_updated_on_every_replay():
   for i in range(5): out = f(Tensor([1.0, 2.0, 3.0]))
   np.testing.assert_equal(acc.numpy(), [5.0, 10.0, 15.0])
   np.testing.assert_equal(out.numpy(), [5.0, 10.0, 15.0])
+
+def test_tensor_assigned_between_calls_is_read_on_replay():
+  # a learning-rate schedule: lr.assign() outside the jitted step makes a new buffer; replays must read it
+  lr = Tensor([1.0]).realize()
+  f = TinyJit(lambda x: x * lr)
+  for k in range(1, 6):
+    lr.assign(Tensor([float(k)])).realize()
+    np.testing.assert_equal(f(Tensor([2.0, 3.0])).numpy(), [2.0 * k, 3.0 * k])

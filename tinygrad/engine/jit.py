@@ -53,6 +53,7 @@ class _Captured:
   fresh: list[int]
   state_in: list[tuple[Any, int]]                      # (tensor, slot of the buffer it held when recorded)
   state_out: list[tuple[Any, int, tuple[int, ...]]]    # (tensor, slot of its new value, shape)
+  watched: list[tuple[Any, int]]                       # (weakref to a tensor holding a read-only slot's buffer, slot)
   kernels: list[tuple[Any, tuple[int, ...], Any]]      # (CompiledKernel or BufferCopy, slots output first, device)
   outputs: Any                                         # the return value with each Tensor replaced by a _Slot
 
@@ -153,7 +154,8 @@ class TinyJit(Generic[R]):
       return _Slot(slot_of(b), t.shape)
     outputs = _map_leaves(out, Tensor, as_slot)
     fresh = sorted({s for _, s, _ in state_out} | {x.slot for x in _flat_leaves(outputs, _Slot)} - set(range(len(tensors))))
-    cap = _Captured([_Spec(t.shape, t.dtype, t.device) for t in tensors], list(slot), fresh, state_in, state_out, kernels, outputs)
+    cap = _Captured([_Spec(t.shape, t.dtype, t.device) for t in tensors], list(slot), fresh, state_in, state_out,
+                    _watch(slot, made, arg_bufs, {t for t, _ in state_in}), kernels, outputs)
     self.captured[key] = cap
     if DEBUG >= 1: print(f"TinyJit: recorded {len(kernels)} kernels in {len(rec.runs)} realizes of {getattr(self.fn, '__name__', 'fn')}")
     return out
@@ -169,10 +171,23 @@ class TinyJit(Generic[R]):
     table = cap.table.copy()
     table[:len(bufs)] = bufs
     for t, i in cap.state_in: table[i] = _buffer_of(t)
+    for ref, i in cap.watched:  # a tensor the function only reads may have been assigned a new value since
+      if (t := ref()) is not None and (b := _whole_buffer(t.uop)) is not None and b.size == table[i].size: table[i] = b
     for i in cap.fresh: table[i] = Buffer(table[i].device, table[i].size, table[i].dtype)
     for ck, slots, dev in cap.kernels: run_kernel(ck, [table[i] for i in slots], dev)
     for t, i, shape in cap.state_out: t.uop = _buffer_uop(table[i], shape)
     return _map_leaves(cap.outputs, _Slot, lambda x: Tensor._wrap(_buffer_uop(table[x.slot], x.shape), table[x.slot].device))
+
+def _watch(slot: dict[Buffer, int], made: set[Buffer], args: list[Buffer], state: set) -> list[tuple[Any, int]]:
+  """Every live Tensor (found once, at record time) that holds a buffer the recording only reads: replays read its
+  buffer at call time, so `opt.lr.assign(...)` between calls is seen (assign makes a new buffer)."""
+  import gc, weakref
+  from tinygrad.tensor import Tensor
+  out = []
+  for t in gc.get_objects():
+    if type(t) is Tensor and t not in state and (b := _whole_buffer(t.uop)) is not None and b in slot and b not in made and b not in args:
+      out.append((weakref.ref(t), slot[b]))
+  return out
 
 def _contiguous_inputs(tensors: list) -> list[Buffer]:
   """Realize the Tensor arguments as whole buffers (a strided view is copied once), so replays can swap buffers;

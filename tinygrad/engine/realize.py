@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from tinygrad.uop import UOp, Ops, BufferRef, MOVEMENT
 from tinygrad.dtype import DType, dtypes
 from tinygrad.device import Device, Buffer
-from tinygrad.helpers import DEBUG, NOOPT, GlobalCounters, colored, prod
+from tinygrad.helpers import DEBUG, NOOPT, GlobalCounters, colored
 from tinygrad.engine.schedule import create_schedule, is_view_of_buffer
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def compile_kernel(ast: UOp, outs: tuple[UOp, ...], device: str) -> CompiledKern
   if device.startswith("CUDA"):
     from codegen.ptx import render_ptx
     k = render_ptx(ast, dev.arch, group=not NOOPT)
-    name, src, launch, opt_sink = k.name, k.src, (k.global_size, k.local_size), k.info
+    name, src, launch = k.name, k.src, (k.global_size, k.local_size)
     if DEBUG >= 4: print(colored(f"// {name}", "cyan") + "\n" + src)
     program = dev.load(name, src, k.n_params)
     flops, detail = 0, f"grid={k.global_size} block={k.local_size}"

@@ -1,7 +1,6 @@
 """Optimizers. step() builds every parameter's update lazily (fused with the backward pass that made the grads) and
 realizes all parameters and optimizer state in one call."""
 from __future__ import annotations
-import math
 from tinygrad.tensor import Tensor
 from tinygrad.dtype import dtypes
 from tinygrad.helpers import dedup
