@@ -1,13 +1,14 @@
 """The device registry: `Device.DEFAULT`, `Device["CPU"]`, and Buffer (a typed allocation on a device).
 
 Backends live in the `runtime` package and are imported only when first used, so a CUDA backend costs nothing until
-a Tensor asks for it.
+a Tensor asks for it. Device names are upper-cased ("cuda:1" -> "CUDA:1"), except a DISK device's file path, which
+keeps its case: "disk:/data/W.bin" -> "DISK:/data/W.bin" (runtime/disk.py: a file's bytes, memory-mapped).
 """
 from __future__ import annotations
 import os
 from tinygrad.dtype import DType
 
-BACKENDS = {"CPU": ("runtime.cpu", "CPUDevice"), "CUDA": ("runtime.cuda", "CUDADevice")}
+BACKENDS = {"CPU": ("runtime.cpu", "CPUDevice"), "CUDA": ("runtime.cuda", "CUDADevice"), "DISK": ("runtime.disk", "DiskDevice")}
 
 class _Device:
   def __init__(self): self._opened: dict[str, object] = {}
@@ -18,6 +19,10 @@ class _Device:
   def canonicalize(self, device: str | None) -> str:
     if device is None: return self.DEFAULT
     if not isinstance(device, str): raise TypeError(f"device must be a string like 'CPU', got {device!r}")
+    kind, _, path = device.partition(":")
+    if kind.upper() == "DISK":
+      if not path: raise ValueError(f"device {device!r}: a DISK device names a file, e.g. 'disk:/tmp/weights.bin'")
+      return f"DISK:{path}"
     d = device.upper()
     kind, _, num = d.partition(":")
     if kind not in BACKENDS: raise ValueError(f"unknown device {device!r} (known: {', '.join(BACKENDS)})")
@@ -56,5 +61,16 @@ class Buffer:
     from tinygrad.dtype import to_np_dtype
     out = np.empty(self.size, dtype=to_np_dtype(self.dtype))
     if self.nbytes: self.mem.copyout(out.ctypes.data, self.nbytes)
+    return out
+  def view(self, byte_offset: int, size: int, dtype: DType) -> Buffer:
+    """`size` elements of `dtype` starting `byte_offset` bytes into this buffer, sharing its memory (no copy). Only
+    backends whose memory has views (DISK: a byte range of the file's mapping) support it."""
+    nbytes = size * dtype.itemsize
+    if byte_offset < 0 or size < 0 or byte_offset + nbytes > self.nbytes:
+      raise ValueError(f"Buffer.view: bytes {byte_offset}..{byte_offset + nbytes} of a {self.device} buffer of {self.nbytes} bytes "
+                       f"(valid: 0..{self.nbytes})")
+    if not hasattr(self.mem, "view"): raise TypeError(f"Buffer.view: {self.device} buffers have no views (only DISK buffers do)")
+    out = Buffer(self.device, size, dtype)
+    out._mem = self.mem.view(byte_offset, nbytes)
     return out
   def __repr__(self): return f"<Buffer {self.device} {self.size} {self.dtype}>"

@@ -1,11 +1,12 @@
 """Tensor: a lazy, immutable handle on a UOp graph. It never computes by itself; realize() schedules kernels."""
 from __future__ import annotations
-import math, itertools
-from typing import Any, Callable, ClassVar, Iterable, Sequence
-from tinygrad.uop import UOp, Ops, ReduceArg, BufferRef
-from tinygrad.dtype import DType, dtypes, ConstType, least_upper_dtype, least_upper_float, to_dtype, to_np_dtype
+import math, itertools, pathlib
+from typing import Any, Callable, ClassVar, Sequence
+from tinygrad.uop import UOp, Ops, ReduceArg, BufferRef, WindowArg
+from tinygrad.dtype import DType, dtypes, ConstType, least_upper_dtype, least_upper_float, to_dtype
 from tinygrad.device import Device, Buffer
-from tinygrad.helpers import prod, argsort, ceildiv
+from tinygrad.helpers import prod, ceildiv
+from codegen.lower import strides_for
 from tinygrad.mixin import MovementMixin, ProcessingMixin
 from tinygrad.engine import realize as _realize
 
@@ -41,7 +42,14 @@ class Tensor(MovementMixin, ProcessingMixin):
   _seed: ClassVar[int] = 0
 
   def __init__(self, data: Any, device: str | None = None, dtype: DType | str | None = None, requires_grad: bool | None = None):
+    if isinstance(data, pathlib.PurePath):  # a file's bytes: a uint8 tensor on DISK, mapped, not read (runtime/disk.py)
+      from runtime import disk
+      data = disk.file_tensor(data, device, dtype)
+      device, dtype = data.device, None
     device = Device.canonicalize(device)
+    if device.startswith("DISK") and data is not None and not isinstance(data, (UOp, Tensor, bool, int, float)):
+      raise TypeError(f"Tensor: cannot create a tensor from {type(data).__name__} on {device}: that would write it into the file. "
+                      f"Write a file with Tensor(data).to({device!r}) or disk_tensor.assign(data); compute after .to('CPU')")
     dtype = to_dtype(dtype) if dtype is not None else None
     if isinstance(data, UOp): uop = data if dtype is None or data.dtype == dtype else data.cast(dtype)
     elif isinstance(data, Tensor): uop = data.uop if dtype is None else data.uop.cast(dtype)
@@ -211,6 +219,9 @@ class Tensor(MovementMixin, ProcessingMixin):
   def to(self, device: str | None) -> Tensor:
     device = Device.canonicalize(device)
     if device == self.device: return self
+    if self.device.startswith("DISK"):  # a lazy graph over disk views: copy the views, compute on `device` (runtime/disk.py)
+      from runtime import disk
+      if (moved := disk.to(self, device)) is not None: return moved
     # the source is computed on its own device first; the COPY is then a transfer of one whole buffer
     src = self if _is_buffer(_resolved(self.uop)) and _resolved(self.uop).size == self.numel() else self.contiguous()
     src.realize()
@@ -355,7 +366,11 @@ class Tensor(MovementMixin, ProcessingMixin):
       shape = tuple(self.numel() // known if s == -1 else s for s in shape)
     if prod(shape) != self.numel():
       raise ValueError(f"reshape: cannot reshape {self.shape} ({self.numel()} elements) to {shape} ({prod(shape)} elements)")
-    return self if shape == self.shape else self._new(UOp(Ops.RESHAPE, self.dtype, (self.uop,), shape))
+    if shape == self.shape: return self
+    if self.device.startswith("DISK"):  # a disk buffer stays one buffer node (runtime/disk.py)
+      from runtime import disk
+      if (v := disk.reshape(self, shape)) is not None: return v
+    return self._new(UOp(Ops.RESHAPE, self.dtype, (self.uop,), shape))
   def view(self, shape, *args) -> Tensor: return self.reshape(shape, *args)
   def permute(self, order, *args) -> Tensor:
     order = tuple(self._axis("permute", a) for a in _shape_arg((order,) + args))
@@ -378,6 +393,9 @@ class Tensor(MovementMixin, ProcessingMixin):
     for (b, e), s in zip(arg, self.shape):
       if not 0 <= b <= e <= s: raise ValueError(f"shrink: range {(b, e)} does not fit in a dimension of size {s} (shape {self.shape})")
     if all(a == (0, s) for a, s in zip(arg, self.shape)): return self
+    if self.device.startswith("DISK"):  # a byte range of a disk buffer is a new buffer view (runtime/disk.py)
+      from runtime import disk
+      if (v := disk.shrink(self, arg)) is not None: return v
     return self._new(UOp(Ops.SHRINK, self.dtype, (self.uop,), arg))
   def pad(self, padding, mode: str = "constant", value: ConstType = 0.0) -> Tensor:
     if mode != "constant": raise NotImplementedError(f"pad: mode {mode!r} is not supported (only 'constant')")
@@ -468,10 +486,68 @@ class Tensor(MovementMixin, ProcessingMixin):
     return x.reshape(tuple(shape_out))
 
   def _getitem_advanced(self, indices) -> Tensor:
-    if len(indices) != 1: raise NotImplementedError("getitem: only a single Tensor index is supported")
-    idx = indices[0] if isinstance(indices[0], Tensor) else Tensor(indices[0], device=self.device)
-    if not dtypes.is_int(idx.dtype): raise IndexError(f"getitem: tensor indices must be integers, got {idx.dtype}")
-    return self.gather_rows(idx)
+    """numpy-style advanced indexing: integer Tensors or lists, and boolean masks, mixed with ints, slices, None and
+    `...`. The index tensors broadcast together; their dims replace the indexed dims where those were adjacent, and
+    go first otherwise. Each element is one gather (a one-hot reduction the compiler folds into a single load)."""
+    idx: list = []
+    for i in indices:
+      if isinstance(i, list): i = Tensor(i, device=self.device)
+      if isinstance(i, Tensor) and i.dtype == dtypes.bool:  # a mask selects along as many dims as it has
+        if i.ndim == 0: raise IndexError("getitem: a 0-d boolean index is not supported; use where()")
+        nz = i.nonzero()
+        idx.extend(nz[:, k] for k in range(i.ndim))
+      elif isinstance(i, Tensor) and not dtypes.is_int(i.dtype): raise IndexError(f"getitem: tensor indices must be integers or booleans, got {i.dtype}")
+      else: idx.append(i)
+    basic, tpos, tens, out_dim = [], [], [], 0
+    for i in idx:  # the tensor-indexed dims stay whole in the basic indexing; remember where they land
+      if isinstance(i, Tensor): basic.append(slice(None)); tpos.append(out_dim); tens.append(i); out_dim += 1
+      elif i is Ellipsis:
+        n_real = sum(1 for j in idx if j is not None and j is not Ellipsis)
+        basic.append(i); out_dim += self.ndim - n_real
+      else:
+        basic.append(i)
+        out_dim += 0 if i is not None and not isinstance(i, slice) else 1
+    x = self[tuple(basic)]
+    sizes = [x.shape[p] for p in tpos]
+    shape = _broadcast_shape("getitem", *(t.shape for t in tens))
+    it = dtypes.int64 if prod(sizes) >= 2**31 else dtypes.int32
+    flat = None
+    for t, n, st in zip(tens, sizes, strides_for(tuple(sizes))):
+      t = t.cast(it)
+      t = (t < 0).where(t + n, t)._broadcast_to(shape)
+      flat = t * st if flat is None else flat + t * st
+    rest = [d for d in range(x.ndim) if d not in tpos]
+    out = x.permute(tuple(tpos) + tuple(rest)).reshape((prod(sizes),) + tuple(x.shape[d] for d in rest)).gather_rows(flat)
+    if tpos != list(range(tpos[0], tpos[0] + len(tpos))) or tpos[0] == 0: return out  # not adjacent: broadcast dims first
+    nb = len(shape)
+    order = list(range(nb, nb + tpos[0])) + list(range(nb)) + list(range(nb + tpos[0], out.ndim))
+    return out.permute(tuple(order))
+
+  def __setitem__(self, indices, value) -> None:
+    """self[indices] = value (any index __getitem__ takes): self stands for the updated tensor from now on, computed
+    with the next realize. value broadcasts to the indexed shape; with repeated indices the last write wins."""
+    if self.device.startswith("DISK"):  # a file: write the view's bytes now (runtime/disk.py)
+      self[indices].assign(value)
+      return
+    pos = Tensor.arange(self.numel(), device=self.device).reshape(self.shape)[indices]  # flat positions written
+    v = value if isinstance(value, Tensor) else Tensor(value, device=self.device, dtype=self.dtype)
+    v = v.cast(self.dtype)._broadcast_to(_broadcast_shape("setitem", pos.shape, v.shape))
+    if v.shape != pos.shape: raise ValueError(f"setitem: cannot assign a value of shape {v.shape} to an index of shape {pos.shape}")
+    if (box := _box(indices, self.shape)) is not None:  # ints and step-1 slices: pad the value into place
+      region = tuple(hi - lo for lo, hi in box)
+      pads = tuple((lo, n - hi) for (lo, hi), n in zip(box, self.shape))
+      mask = Tensor.ones(region, dtype=dtypes.bool, device=self.device).pad(pads, value=False)
+      self.assign(mask.where(v.reshape(region).pad(pads), self))
+      return
+    flat, k = self.reshape(self.numel()), pos.numel()
+    if k == 0: return
+    # one-hot scatter: element p takes the value of the last selected position equal to p
+    hit = pos.reshape(k, 1) == Tensor.arange(self.numel(), device=self.device).reshape(1, -1)
+    last = (hit * Tensor.arange(1, k + 1, device=self.device).reshape(k, 1)).max(0)  # 1 + index of the last write, 0 if none
+    sel = (Tensor.arange(1, k + 1, device=self.device).reshape(k, 1) == last.reshape(1, -1)) & hit
+    new = sel.where(v.reshape(k, 1), 0).sum(0, dtype=self.dtype)
+    self.assign((last > 0).where(new, flat).reshape(self.shape))
+
   def gather_rows(self, idx: Tensor) -> Tensor:
     """self[idx] for an integer tensor idx selecting along dim 0 (one-hot reduction: a single kernel)."""
     n = self.shape[0]
@@ -679,6 +755,9 @@ class Tensor(MovementMixin, ProcessingMixin):
     return self
   def assign(self, x) -> Tensor:
     """Set self's value to x (broadcast and cast to self's shape and dtype); realized lazily with the next realize."""
+    if self.device.startswith("DISK"):  # a disk tensor's file is written at once (runtime/disk.py)
+      from runtime import disk
+      return disk.assign(self, x)
     if not isinstance(x, Tensor): x = Tensor(x, device=self.device, dtype=self.dtype)
     if x.device != self.device: raise RuntimeError(f"assign: value on {x.device}, tensor on {self.device}")
     x = x._broadcast_to(_broadcast_shape("assign", self.shape, x.shape)) if x.shape != self.shape else x
@@ -845,6 +924,9 @@ class Tensor(MovementMixin, ProcessingMixin):
     return self if dt == self.dtype else self._new(UOp(Ops.CAST, dt, (self.uop,)))
   def bitcast(self, dtype) -> Tensor:
     dt = to_dtype(dtype)
+    if self.device.startswith("DISK") and dt != self.dtype:  # a disk buffer's bytes as dt: a view (runtime/disk.py)
+      from runtime import disk
+      if (v := disk.bitcast(self, dt)) is not None: return v
     if dt.itemsize != self.dtype.itemsize: raise ValueError(f"bitcast: {self.dtype} -> {dt} needs equal itemsizes ({self.dtype.itemsize} != {dt.itemsize})")
     if dtypes.bool in (dt, self.dtype): raise TypeError("bitcast: bool is not supported")
     return self if dt == self.dtype else self._new(UOp(Ops.BITCAST, dt, (self.uop,)))
@@ -934,9 +1016,9 @@ class Tensor(MovementMixin, ProcessingMixin):
     if k1 != k2: raise ValueError(f"matmul: cannot multiply shapes {x.shape} and {w.shape}: the inner dimensions {k1} and {k2} differ")
     xs = x.reshape(1, k1) if x.ndim == 1 else x
     ws = w.reshape(k2, 1) if w.ndim == 1 else w
-    try: batch = _broadcast_shape("matmul", xs.shape[:-2], ws.shape[:-2])
+    try: _broadcast_shape("matmul", xs.shape[:-2], ws.shape[:-2])
     except ValueError: raise ValueError(f"matmul: cannot multiply shapes {x.shape} and {w.shape}: batch dimensions {xs.shape[:-2]} and {ws.shape[:-2]} do not broadcast") from None
-    n, m = xs.shape[-2], ws.shape[-1]
+    m = ws.shape[-1]
     a = xs.reshape(xs.shape[:-1] + (1, k1))
     b = ws.transpose(-1, -2).reshape(ws.shape[:-2] + (1, m, k1))
     out = (a * b).sum(-1, dtype=dtype)  # accumulates in sum's wider dtype, then back to the inputs' dtype as tinygrad
@@ -957,28 +1039,12 @@ class Tensor(MovementMixin, ProcessingMixin):
     return x
 
   def _windows(self, kernel: tuple[int, ...], stride, dilation) -> Tensor:
-    """Sliding windows over the last len(kernel) dims: (..., i1, i2) -> (..., o1, o2, k1, k2), all views.
-    Along one dim, y[o, k] = x[o*s + k*d]: tile x so that rows of length L = d + i*f (L >= o*s) start k*d apart."""
+    """Sliding windows over the last len(kernel) dims: (..., i1, i2) -> (..., o1, o2, k1, k2), a view (Ops.WINDOWS)."""
     nk = len(kernel)
-    st, dl = _tuple(stride, nk, "stride"), _tuple(dilation, nk, "dilation")
-    x = self
-    for j, (k, s, d) in enumerate(zip(kernel, st, dl)):
-      ax = self.ndim - nk + 2 * j  # each earlier window dim added one axis after its own
-      i = x.shape[ax]
-      o = (i - d * (k - 1) - 1) // s + 1
-      if o <= 0: raise ValueError(f"window: kernel {kernel} with dilation {dl} does not fit in input {self.shape[-nk:]}")
-      f = max(1, ceildiv(o * s - d, i))
-      L = d + i * f
-      rep = ceildiv(k * L, i)
-      pre, post = x.shape[:ax], x.shape[ax + 1:]
-      y = x.reshape(pre + (1, i) + post).expand(pre + (rep, i) + post).reshape(pre + (rep * i,) + post)
-      y = y.shrink(tuple((0, k * L) if a == ax else None for a in range(y.ndim))).reshape(pre + (k, L) + post)
-      y = y.shrink(tuple((0, o * s) if a == ax + 1 else None for a in range(y.ndim))).reshape(pre + (k, o, s) + post)
-      y = y.shrink(tuple((0, 1) if a == ax + 2 else None for a in range(y.ndim))).reshape(pre + (k, o) + post)
-      x = y.transpose(ax, ax + 1)  # (..., o, k, ...)
-    # now (..., o1, k1, o2, k2): move the kernel dims last
-    lead = x.ndim - 2 * nk
-    return x.permute(tuple(range(lead)) + tuple(lead + 2 * j for j in range(nk)) + tuple(lead + 2 * j + 1 for j in range(nk)))
+    arg = WindowArg(tuple(kernel), _tuple(stride, nk, "stride"), _tuple(dilation, nk, "dilation"))
+    if any(arg.out_size(i, j) <= 0 for j, i in enumerate(self.shape[-nk:])):
+      raise ValueError(f"window: kernel {kernel} with dilation {arg.dilation} does not fit in input {self.shape[-nk:]}")
+    return self._new(UOp(Ops.WINDOWS, self.dtype, (self.uop,), arg))
 
   def conv2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride=1, dilation=1, padding=0) -> Tensor:
     """Cross-correlation of (N, Cin, *spatial) with (Cout, Cin/groups, *kernel), as PyTorch."""
@@ -1133,6 +1199,22 @@ class Tensor(MovementMixin, ProcessingMixin):
     nll = -(x * w).sum(-1)
     if reduction == "mean": return nll.sum() / w.sum()
     return _reduce_loss(nll, reduction)
+
+def _box(indices, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
+  """Per-dim [lo, hi) of a basic index made of ints, step-1 slices and `...` (None if it is anything else)."""
+  if not isinstance(indices, tuple): indices = (indices,)
+  if any(not isinstance(i, (int, slice)) and i is not Ellipsis or isinstance(i, bool) for i in indices): return None
+  if Ellipsis in indices:
+    e = indices.index(Ellipsis)
+    indices = indices[:e] + (slice(None),) * (len(shape) - len(indices) + 1) + indices[e + 1:]
+  indices = indices + (slice(None),) * (len(shape) - len(indices))
+  box = []
+  for i, n in zip(indices, shape):
+    if isinstance(i, int): box.append((i + n if i < 0 else i, (i + n if i < 0 else i) + 1)); continue
+    lo, hi, step = i.indices(n)
+    if step != 1: return None
+    box.append((lo, max(lo, hi)))
+  return box
 
 def _reaches(root: UOp, nodes: set[UOp]) -> bool:
   seen, stack = set(), [root]

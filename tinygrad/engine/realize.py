@@ -150,8 +150,12 @@ def run_plan(plan: ExecPlan, inputs: list[Buffer], device: str) -> list[Buffer]:
 
 def run_kernel(ck: CompiledKernel | BufferCopy, bufs: list[Buffer], dev) -> None:
   """Run one kernel (or host copy) on its buffers, output first; counts it, and times it at DEBUG>=2."""
-  if isinstance(ck, BufferCopy):
-    bufs[0].copyin(bufs[1].numpy())  # across devices, through the host
+  if isinstance(ck, BufferCopy):  # across devices: one transfer when either side is host memory
+    dst, src = bufs
+    if not dst.nbytes: return
+    if dst.device.startswith("CPU"): src.mem.copyout(dst.ptr, dst.nbytes)
+    elif src.device.startswith("CPU"): dst.mem.copyin(src.ptr, dst.nbytes)
+    else: dst.copyin(src.numpy())
     return
   if DEBUG >= 2: st = time.perf_counter()
   dev.run(ck.program, [b.ptr for b in bufs], *ck.launch)

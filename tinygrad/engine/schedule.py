@@ -20,8 +20,10 @@ class ScheduleItem:
   inputs: tuple[UOp, ...]   # realized Tensor-level nodes read, in parameter order (after the outputs)
 
 def is_view_of_buffer(u: UOp) -> bool:
-  while u.op in MOVEMENT: u = u.src[0]
-  return u.op is Ops.BUFFER
+  """A movement-op view of a buffer, or of a COPY (always its own transfer): it needs no kernel of its own."""
+  v = u
+  while v.op in MOVEMENT: v = v.src[0]
+  return v.op is Ops.BUFFER or (v.op is Ops.COPY and v is not u)
 
 def create_schedule(roots: list[UOp], multi_output: bool = True) -> list[ScheduleItem]:
   to_realize: dict[UOp, None] = {r: None for r in roots if not is_view_of_buffer(r) and r.size > 0}

@@ -4,9 +4,13 @@ safetensors: 8-byte little-endian header length, a JSON header {name: {dtype, sh
 little-endian data. safe_save writes to a temporary file in the same directory and renames it over the target, so a
 failed save never destroys the previous file.
 
-The loaders read files only through `_file_bytes` (a byte range -> uint8 Tensor) and parse headers from host copies
-of those bytes; element bytes become typed values (`_decode`), strided views (`_as_strided`) and dequantised blocks in
-generated kernels.
+The loaders read files only through the DISK device (runtime/disk.py): a path becomes `Tensor(pathlib.Path(path))`, the
+file mapped, not read. Headers are parsed from host copies of just their bytes; a tensor's bytes are a lazy copy of
+exactly its byte range out of the mapping to the default device (`_file_bytes`), done when that tensor is realized, so
+loading a checkpoint reads nothing but headers and realizing one tensor reads only its bytes. Element bytes become typed
+values (`_decode`; safetensors on a little-endian host: a bitcast view of the file), strided views (`_as_strided`) and
+dequantised blocks in generated kernels. A file replaced after loading (safe_save renames a new file over it) keeps
+serving the old bytes to the tensors already loaded.
 
 PyTorch checkpoints (torch.save), three layouts:
 * zip (torch >= 1.6): <folder>/data.pkl is a protocol-2 pickle whose tensors are persistent ids
@@ -24,12 +28,13 @@ Unpickling only resolves the globals in _TORCH_GLOBALS (rebuild functions, stora
 builtins); any other class is refused, so a checkpoint cannot run code.
 """
 from __future__ import annotations
-import codecs, io, json, os, pathlib, pickle, struct, tarfile, tempfile, zipfile
+import codecs, io, json, os, pathlib, pickle, struct, sys, tarfile, tempfile, zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 from tinygrad.tensor import Tensor
 from tinygrad.dtype import DType, dtypes
+from tinygrad.device import Device
 from tinygrad.helpers import argsort, prod
 
 SAFE_DTYPES: dict[str, DType] = {"F16": dtypes.float16, "BF16": dtypes.bfloat16, "F32": dtypes.float32, "F64": dtypes.float64,
@@ -132,39 +137,56 @@ def safe_load(fn: Tensor | str | pathlib.Path) -> dict[str, Tensor]:
     if e - b != want or start + e > src.size:
       raise ValueError(src.error(f"tensor {name!r} ({info['dtype']}, shape {info['shape']}) needs {want} bytes at offsets "
                                  f"{b}..{e}, but the file has {src.size - start} data bytes (truncated or corrupt)"))
-    out[name] = _decode(src.tensor(start + b, want, f"tensor {name!r}"), dt).reshape(tuple(info["shape"]))
+    out[name] = src.typed(start + b, dt, tuple(info["shape"]), f"tensor {name!r}")
   return out
 
 # ---------------------------------------------------------------- bytes in
 
-def _file_bytes(fn: str, offset: int, nbytes: int) -> Tensor:
-  """Bytes [offset, offset + nbytes) of the file fn as a uint8 Tensor: every loader reads files only through this."""
-  import numpy as np
-  arr = np.fromfile(fn, dtype=np.uint8, count=nbytes, offset=offset)
-  if arr.size != nbytes: raise ValueError(f"_file_bytes: {fn}: wanted {nbytes} bytes at offset {offset}, got {arr.size}")
-  return Tensor(arr)
+def _file_view(fn: str | pathlib.Path | Tensor, offset: int, nbytes: int) -> Tensor:
+  """Bytes [offset, offset + nbytes) of the file fn (a path, or the file as a uint8 disk Tensor) as a uint8 view on the
+  DISK device: nothing is read until it is copied out."""
+  f = fn if isinstance(fn, Tensor) else Tensor(pathlib.Path(fn))
+  if offset < 0 or nbytes < 0 or offset + nbytes > f.numel():
+    raise ValueError(f"_file_bytes: {fn if not isinstance(fn, Tensor) else f.device}: wanted {nbytes} bytes at offset {offset}, "
+                     f"but the file has {f.numel()}")
+  return f.flatten()[offset:offset + nbytes]
+
+def _file_bytes(fn: str | pathlib.Path | Tensor, offset: int, nbytes: int) -> Tensor:
+  """Bytes [offset, offset + nbytes) of the file fn as a uint8 Tensor on the default device: a lazy copy of exactly that
+  byte range out of the file's mapping, done when the tensor is realized. Every loader reads tensor data through this."""
+  return _file_view(fn, offset, nbytes).to(Device.DEFAULT)
+
+def _is_disk_bytes(t: Tensor) -> bool:
+  """t is a uint8 disk tensor that is one byte range of its file (the file itself, a slice of it)."""
+  from runtime.disk import is_disk, buffer_of
+  return is_disk(t.device) and t.dtype == dtypes.uint8 and buffer_of(t) is not None
 
 class _Source:
-  """What a loader parses: a file (read through _file_bytes) or a uint8 Tensor of a file's bytes. read() gives host
-  bytes for headers, tensor() a byte range as a uint8 Tensor, open() a seekable binary file object."""
+  """What a loader parses: a file (its path, or the file as a uint8 disk Tensor: read through the DISK device) or a
+  uint8 Tensor of a file's bytes. read() gives host bytes for headers, tensor() a byte range as a uint8 Tensor on a
+  compute device, typed() a byte range as a tensor of a dtype and shape, open() a seekable binary file object."""
   def __init__(self, src: Tensor | str | pathlib.Path, op: str):
     self.op = op
+    self.disk: Tensor | None = None  # the file on DISK, when src is a file
+    self.t: Tensor | None = None     # the file's bytes in a compute device's memory, when src is such a Tensor
+    self._host: Any = None
     if isinstance(src, Tensor):
       if src.dtype != dtypes.uint8: raise TypeError(f"{op}: expected the file's bytes as a uint8 Tensor (or a path), got a {src.dtype} Tensor")
-      self.t: Tensor | None = src.flatten()
-      self.path, self.size, self.name, self.device = None, src.numel(), f"<uint8 Tensor of {src.numel()} bytes>", src.device
-      self._host: Any = None
+      if _is_disk_bytes(src): self.disk, self.name, self.device = src.flatten(), src.device.partition(":")[2], None
+      else: self.t, self.name, self.device = src.flatten(), f"<uint8 Tensor of {src.numel()} bytes>", src.device
+      self.size = src.numel()
     elif isinstance(src, (str, os.PathLike)):
-      self.t, self.path, self.device = None, os.fspath(src), None
-      if not os.path.isfile(self.path): raise FileNotFoundError(f"{op}: {self.path}: no such file")
-      self.size, self.name = os.path.getsize(self.path), self.path
+      self.name, self.device = os.fspath(src), None
+      if not os.path.isfile(self.name): raise FileNotFoundError(f"{op}: {self.name}: no such file")
+      self.disk = Tensor(pathlib.Path(self.name))
+      self.size = self.disk.numel()
     else: raise TypeError(f"{op}: expected a uint8 Tensor of the file's bytes, a str or a pathlib.Path, got {type(src).__name__}")
   def error(self, msg: str) -> str: return f"{self.op}: {self.name}: {msg}"
   def check(self, offset: int, nbytes: int, what: str) -> None:
     if offset < 0 or nbytes < 0 or offset + nbytes > self.size:
       raise ValueError(self.error(f"{what} needs bytes {offset}..{offset + nbytes}, but the file has {self.size} (truncated or corrupt)"))
   def _bytes(self, offset: int, nbytes: int):
-    if self.t is None: return _file_bytes(self.path, offset, nbytes).numpy()
+    if self.disk is not None: return _file_view(self.disk, offset, nbytes).numpy()  # one copy of just these bytes
     if self._host is None: self._host = self.t.numpy()
     return self._host[offset:offset + nbytes]
   def read(self, offset: int, nbytes: int, what: str = "the header") -> bytes:
@@ -173,7 +195,15 @@ class _Source:
   def tensor(self, offset: int, nbytes: int, what: str) -> Tensor:
     """Bytes [offset, offset + nbytes) as a uint8 Tensor of their own (so same-shaped tensors share compiled kernels)."""
     self.check(offset, nbytes, what)
-    return _file_bytes(self.path, offset, nbytes) if self.t is None else Tensor(self._bytes(offset, nbytes), device=self.device)
+    if self.disk is not None: return _file_bytes(self.disk, offset, nbytes)
+    return Tensor(self._bytes(offset, nbytes), device=self.device)
+  def typed(self, offset: int, dtype: DType, shape: tuple[int, ...], what: str) -> Tensor:
+    """The little-endian elements of dtype at offset, in shape. From a file on a little-endian host: the bytes viewed as
+    dtype on DISK (a bitcast), copied to the default device when realized; bool and otherwise: decoded in a kernel."""
+    nbytes = dtype.itemsize * prod(shape)
+    if self.disk is None or dtype == dtypes.bool or sys.byteorder != "little": return _decode(self.tensor(offset, nbytes, what), dtype).reshape(shape)
+    self.check(offset, nbytes, what)
+    return _file_view(self.disk, offset, nbytes).bitcast(dtype).reshape(shape).to(Device.DEFAULT)
   def open(self) -> io.BufferedReader: return io.BufferedReader(_SourceIO(self), buffer_size=1 << 20)
 
 class _SourceIO(io.RawIOBase):
