@@ -84,7 +84,7 @@ def _device_of_grad(ret: UOp, g: "Tensor") -> str:
   return g.device
 
 NO_GRAD = {Ops.CMPLT, Ops.CMPNE, Ops.IDIV, Ops.MOD, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR, Ops.TRUNC, Ops.BITCAST,
-           Ops.DETACH, Ops.BUFFER, Ops.CONST, Ops.IOTA}
+           Ops.DETACH, Ops.BUFFER, Ops.CONST, Ops.IOTA, Ops.MULTI}  # MULTI: a sharded tensor is a leaf
 
 def compute_gradient(root: UOp, root_grad: "Tensor", targets: set[UOp]) -> dict[UOp, "Tensor"]:
   """d(root)/d(target) for every target reachable from root, as lazy Tensors shaped like the targets."""

@@ -41,7 +41,12 @@ class Tensor(MovementMixin, ProcessingMixin):
   no_grad: ClassVar[bool] = False
   _seed: ClassVar[int] = 0
 
-  def __init__(self, data: Any, device: str | None = None, dtype: DType | str | None = None, requires_grad: bool | None = None):
+  def __init__(self, data: Any, device: str | tuple[str, ...] | None = None, dtype: DType | str | None = None, requires_grad: bool | None = None):
+    if isinstance(device, (tuple, list)):  # created on the first device, then copied to all (replicated)
+      s = Tensor(data, device[0], dtype).shard(device)
+      self.uop, self.device, self.grad = s.uop, s.device, None
+      self.requires_grad = requires_grad
+      return
     if isinstance(data, pathlib.PurePath):  # a file's bytes: a uint8 tensor on DISK, mapped, not read (runtime/disk.py)
       from runtime import disk
       data = disk.file_tensor(data, device, dtype)
@@ -78,6 +83,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     if requires_grad is not None: t.requires_grad = requires_grad
     return t
   def _new(self, uop: UOp) -> Tensor: return Tensor._wrap(uop, self.device)
+  def _on_disk(self) -> bool: return isinstance(self.device, str) and self.device.startswith("DISK")
 
   # ---------------------------------------------------------------- autograd
   @property
@@ -172,17 +178,24 @@ class Tensor(MovementMixin, ProcessingMixin):
     if _PENDING:  # state updated lazily in place (BatchNorm running stats) is computed with the next realize
       tensors = list(tensors) + _PENDING
       _PENDING.clear()
-    by_dev: dict[str, list[Tensor]] = {}
+    by_dev: dict[str | tuple[str, ...], list[Tensor]] = {}
     for t in tensors:
-      if not _is_buffer(_resolved(t.uop)): by_dev.setdefault(t.device, []).append(t)
+      if not _is_buffer(u := _resolved(t.uop)) and not (u.op is Ops.MULTI and all(_is_buffer(s) for s in u.src)):
+        by_dev.setdefault(t.device, []).append(t)
     grad_nodes = {t.uop for t in _GRAD_TENSORS if t.requires_grad} if _GRAD_TENSORS and not Tensor.no_grad else set()
     for dev, ts in by_dev.items():
-      for t, u in zip(ts, realize_uops([t.uop for t in ts], dev)):
+      if isinstance(dev, tuple):
+        from tinygrad.multi import realize_multi
+        done = realize_multi([t.uop for t in ts], dev)
+      else: done = realize_uops([t.uop for t in ts], dev)
+      for t, u in zip(ts, done):
         # a graph that reaches a tensor requiring grad is kept (its value is served from the realized buffer), so
         # backward() still works after .numpy(); anything else becomes its buffer and lets its history go
         if not grad_nodes or not _reaches(t.uop, grad_nodes): t.uop = u
+        elif isinstance(dev, tuple): t.uop.realized = u
   def _buffer(self) -> Buffer:
     """The realized, contiguous buffer holding this tensor's elements in order."""
+    if isinstance(self.device, tuple): return self.to(self.device[0])._buffer()
     self.realize()
     if not _is_buffer(u := _resolved(self.uop)): u = _resolved(self.contiguous().realize().uop)
     return (u if u.op is Ops.BUFFER else u.src[0]).arg.buf
@@ -217,9 +230,15 @@ class Tensor(MovementMixin, ProcessingMixin):
   def contiguous_backward(self) -> Tensor: return self._new(UOp(Ops.CONTIGUOUS_BACKWARD, self.dtype, (self.uop,)))
   def clone(self) -> Tensor: return self.contiguous()
   def to(self, device: str | None) -> Tensor:
+    if isinstance(device, (tuple, list)): return self.shard(device)
     device = Device.canonicalize(device)
     if device == self.device: return self
-    if self.device.startswith("DISK"):  # a lazy graph over disk views: copy the views, compute on `device` (runtime/disk.py)
+    if isinstance(self.device, tuple):  # gather the shards onto one device
+      self.realize()
+      m = _resolved(self.uop)
+      pieces = [Tensor._wrap(s, d).to(device) for s, d in zip(m.src, m.arg.devices)]
+      return pieces[m.arg.devices.index(device) if device in m.arg.devices else 0] if m.arg.axis is None else pieces[0].cat(*pieces[1:], dim=m.arg.axis)
+    if self._on_disk():  # a lazy graph over disk views: copy the views, compute on `device` (runtime/disk.py)
       from runtime import disk
       if (moved := disk.to(self, device)) is not None: return moved
     # the source is computed on its own device first; the COPY is then a transfer of one whole buffer
@@ -229,6 +248,27 @@ class Tensor(MovementMixin, ProcessingMixin):
     b = b if b.op is Ops.BUFFER else b.src[0]
     copy = UOp(Ops.COPY, self.dtype, (b,), device)
     return Tensor._wrap(copy if copy.shape == self.shape else UOp(Ops.RESHAPE, self.dtype, (copy,), self.shape), device)
+  def shard(self, devices: tuple[str, ...] | list[str], axis: int | None = None) -> Tensor:
+    """This tensor split along axis over devices (each holds one contiguous piece), or copied to every device
+    (axis=None, replicated). Ops on sharded tensors run on every device; reductions over the sharded axis combine
+    the devices' partial results (tinygrad/multi.py)."""
+    from tinygrad.multi import MultiArg, shard_bounds
+    devs = tuple(Device.canonicalize(d) for d in devices)
+    if isinstance(self.device, tuple): raise RuntimeError(f"shard: the tensor is already sharded over {self.device}; gather it with .to(device) first")
+    if len(set(devs)) != len(devs) or not devs: raise ValueError(f"shard: devices {devs} must be distinct and at least one")
+    if axis is None: arg = MultiArg(None, devs, ((0, 0),) * len(devs))
+    else:
+      axis = self._axis("shard", axis)
+      if self.shape[axis] < len(devs): raise ValueError(f"shard: axis {axis} of shape {self.shape} has fewer than {len(devs)} elements")
+      arg = MultiArg(axis, devs, shard_bounds(self.shape[axis], len(devs)))
+    pieces = [self if axis is None else self.shrink(tuple(b if i == axis else None for i in range(self.ndim))) for b in arg.bounds]
+    pieces = [p.to(d) for p, d in zip(pieces, devs)]
+    return Tensor._wrap(UOp(Ops.MULTI, self.dtype, tuple(p.uop for p in pieces), arg), devs, self.requires_grad)
+  def shard_(self, devices: tuple[str, ...] | list[str], axis: int | None = None) -> Tensor:
+    """shard in place: this Tensor object (a parameter an optimizer holds) becomes the sharded tensor."""
+    s = self.shard(devices, axis)
+    self.uop, self.device = s.uop, s.device
+    return self
   def to_(self, device: str | None) -> Tensor:
     new = self.to(device)
     self.uop, self.device = new.uop, new.device
@@ -240,7 +280,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if any(not isinstance(s, int) or s < 0 for s in shape): raise ValueError(f"full: shape {shape} must be non-negative integers")
     dt = to_dtype(dtype) if dtype is not None else dtypes.from_py(fill_value)
-    return Tensor._wrap(_const_view(dt, fill_value, shape), Device.canonicalize(device), kw.get("requires_grad"))
+    return Tensor._wrap(_const_view(dt, fill_value, shape), _canonical(device), kw.get("requires_grad"))
   @staticmethod
   def zeros(*shape, dtype=None, device=None, **kw) -> Tensor:
     return Tensor.full(_shape_arg(shape), 0.0, dtype or dtypes.default_float, device, **kw)
@@ -249,8 +289,9 @@ class Tensor(MovementMixin, ProcessingMixin):
     return Tensor.full(_shape_arg(shape), 1.0, dtype or dtypes.default_float, device, **kw)
   @staticmethod
   def empty(*shape, dtype=None, device=None, **kw) -> Tensor:
-    shape, device = _shape_arg(shape), Device.canonicalize(device)
+    shape, device = _shape_arg(shape), _canonical(device)
     dt = to_dtype(dtype) if dtype is not None else dtypes.default_float
+    if isinstance(device, tuple): return Tensor.empty(shape, dtype=dt, device=device[0]).shard(device)
     return Tensor._wrap(_buffer_uop(Buffer(device, prod(shape), dt), shape), device, kw.get("requires_grad"))
   def full_like(self, fill_value: ConstType, **kw) -> Tensor:
     return Tensor.full(self.shape, fill_value, kw.pop("dtype", self.dtype), kw.pop("device", self.device), **kw)
@@ -262,14 +303,14 @@ class Tensor(MovementMixin, ProcessingMixin):
     if step == 0: raise ValueError("arange: step must not be zero")
     dt = to_dtype(dtype) if dtype is not None else dtypes.default_float if any(isinstance(x, float) for x in (start, stop, step)) else dtypes.default_int
     n = max(0, math.ceil((stop - start) / step))
-    iota = Tensor._wrap(UOp(Ops.IOTA, dt, (), n), Device.canonicalize(device), kw.get("requires_grad"))
+    iota = Tensor._wrap(UOp(Ops.IOTA, dt, (), n), _canonical(device), kw.get("requires_grad"))
     return iota * step + start if (step, start) != (1, 0) else iota
   @staticmethod
   def linspace(start: int | float, stop: int | float, steps: int, dtype=None, device=None) -> Tensor:
     if steps < 0: raise ValueError(f"linspace: steps must be non-negative, got {steps}")
     dt = to_dtype(dtype) if dtype is not None else dtypes.default_float
     if steps == 1: return Tensor.full((1,), start, dt, device)
-    iota = Tensor._wrap(UOp(Ops.IOTA, dtypes.float64 if dt == dtypes.float64 else dtypes.float32, (), steps), Device.canonicalize(device))
+    iota = Tensor._wrap(UOp(Ops.IOTA, dtypes.float64 if dt == dtypes.float64 else dtypes.float32, (), steps), _canonical(device))
     return (iota * ((stop - start) / (steps - 1)) + start).cast(dt)
   @staticmethod
   def eye(n: int, m: int | None = None, dtype=None, device=None, **kw) -> Tensor:
@@ -289,7 +330,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     _RNG_COUNTERS.clear()
   @staticmethod
   def _random_bits(shape: tuple[int, ...], device: str | None) -> Tensor:
-    device = Device.canonicalize(device)
+    device = _canonical(device)
     if (counter := _RNG_COUNTERS.get(device)) is None: counter = _RNG_COUNTERS[device] = Tensor([0], device=device, dtype=dtypes.uint32)
     n = prod(shape)
     k0, k1 = (Tensor._seed * 0x9E3779B1 + 0x85EBCA6B) & 0xFFFFFFFF, Tensor._wrap(counter.uop, device).expand(n)  # not counter: expand to (1,) is counter itself
@@ -367,7 +408,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     if prod(shape) != self.numel():
       raise ValueError(f"reshape: cannot reshape {self.shape} ({self.numel()} elements) to {shape} ({prod(shape)} elements)")
     if shape == self.shape: return self
-    if self.device.startswith("DISK"):  # a disk buffer stays one buffer node (runtime/disk.py)
+    if self._on_disk():  # a disk buffer stays one buffer node (runtime/disk.py)
       from runtime import disk
       if (v := disk.reshape(self, shape)) is not None: return v
     return self._new(UOp(Ops.RESHAPE, self.dtype, (self.uop,), shape))
@@ -393,7 +434,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     for (b, e), s in zip(arg, self.shape):
       if not 0 <= b <= e <= s: raise ValueError(f"shrink: range {(b, e)} does not fit in a dimension of size {s} (shape {self.shape})")
     if all(a == (0, s) for a, s in zip(arg, self.shape)): return self
-    if self.device.startswith("DISK"):  # a byte range of a disk buffer is a new buffer view (runtime/disk.py)
+    if self._on_disk():  # a byte range of a disk buffer is a new buffer view (runtime/disk.py)
       from runtime import disk
       if (v := disk.shrink(self, arg)) is not None: return v
     return self._new(UOp(Ops.SHRINK, self.dtype, (self.uop,), arg))
@@ -526,7 +567,7 @@ class Tensor(MovementMixin, ProcessingMixin):
   def __setitem__(self, indices, value) -> None:
     """self[indices] = value (any index __getitem__ takes): self stands for the updated tensor from now on, computed
     with the next realize. value broadcasts to the indexed shape; with repeated indices the last write wins."""
-    if self.device.startswith("DISK"):  # a file: write the view's bytes now (runtime/disk.py)
+    if self._on_disk():  # a file: write the view's bytes now (runtime/disk.py)
       self[indices].assign(value)
       return
     pos = Tensor.arange(self.numel(), device=self.device).reshape(self.shape)[indices]  # flat positions written
@@ -627,7 +668,12 @@ class Tensor(MovementMixin, ProcessingMixin):
         c = Tensor._wrap(_const_view(ydt, y, x.shape), x.device)
         return (c, x) if reverse else (x, c)
       y = Tensor._wrap(UOp.const(ydt, y), x.device)
-    if x.device != y.device: raise RuntimeError(f"{op}: tensors are on different devices {x.device} and {y.device}")
+    if x.device != y.device:
+      # a tensor on one of a sharded tensor's devices (a learning rate) joins it: it is copied to every device
+      multi, other = (x.device, y.device) if isinstance(x.device, tuple) else (y.device, x.device)
+      if not isinstance(multi, tuple) or isinstance(other, tuple) or other not in multi:
+        raise RuntimeError(f"{op}: tensors are on different devices {x.device} and {y.device}")
+      x, y = Tensor._wrap(x.uop, multi), Tensor._wrap(y.uop, multi)
     if match_dtype and x.dtype != y.dtype:
       dt = least_upper_dtype(x.dtype, y.dtype)
       x, y = x.cast(dt), y.cast(dt)
@@ -755,7 +801,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     return self
   def assign(self, x) -> Tensor:
     """Set self's value to x (broadcast and cast to self's shape and dtype); realized lazily with the next realize."""
-    if self.device.startswith("DISK"):  # a disk tensor's file is written at once (runtime/disk.py)
+    if self._on_disk():  # a disk tensor's file is written at once (runtime/disk.py)
       from runtime import disk
       return disk.assign(self, x)
     if not isinstance(x, Tensor): x = Tensor(x, device=self.device, dtype=self.dtype)
@@ -924,7 +970,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     return self if dt == self.dtype else self._new(UOp(Ops.CAST, dt, (self.uop,)))
   def bitcast(self, dtype) -> Tensor:
     dt = to_dtype(dtype)
-    if self.device.startswith("DISK") and dt != self.dtype:  # a disk buffer's bytes as dt: a view (runtime/disk.py)
+    if self._on_disk() and dt != self.dtype:  # a disk buffer's bytes as dt: a view (runtime/disk.py)
       from runtime import disk
       if (v := disk.bitcast(self, dt)) is not None: return v
     if dt.itemsize != self.dtype.itemsize: raise ValueError(f"bitcast: {self.dtype} -> {dt} needs equal itemsizes ({self.dtype.itemsize} != {dt.itemsize})")
@@ -1199,6 +1245,10 @@ class Tensor(MovementMixin, ProcessingMixin):
     nll = -(x * w).sum(-1)
     if reduction == "mean": return nll.sum() / w.sum()
     return _reduce_loss(nll, reduction)
+
+def _canonical(device: str | tuple[str, ...] | list[str] | None) -> str | tuple[str, ...]:
+  """A device name, or a tuple of them for a tensor sharded over several devices (constants there need no buffer)."""
+  return tuple(Device.canonicalize(d) for d in device) if isinstance(device, (tuple, list)) else Device.canonicalize(device)
 
 def _box(indices, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
   """Per-dim [lo, hi) of a basic index made of ints, step-1 slices and `...` (None if it is anything else)."""

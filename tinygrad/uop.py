@@ -14,7 +14,7 @@ from tinygrad.helpers import prod
 class Ops(IntEnum):
   # tensor-level leaves and data
   BUFFER = auto(); CONST = auto(); IOTA = auto(); CONTIGUOUS = auto(); COPY = auto(); ASSIGN = auto()
-  DETACH = auto(); CONTIGUOUS_BACKWARD = auto()
+  DETACH = auto(); CONTIGUOUS_BACKWARD = auto(); MULTI = auto()
   # movement (never executed: lowered to index arithmetic)
   RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto(); WINDOWS = auto()
   # reduce (tensor level: arg ReduceArg; kernel level: src = (value, *ranges), arg the op)
@@ -227,6 +227,9 @@ def _infer_shape(u: UOp) -> tuple[int, ...]:
   if op is Ops.PERMUTE: return tuple(s[i] for i in arg)
   if op is Ops.PAD: return tuple(d + b + a for d, (b, a) in zip(s, arg))
   if op is Ops.SHRINK: return tuple(e - b for b, e in arg)
+  if op is Ops.MULTI:
+    from tinygrad.multi import multi_shape
+    return multi_shape(u.src, arg)
   if op is Ops.WINDOWS:
     n = len(arg.kernel)
     return s[:-n] + tuple(arg.out_size(i, j) for j, i in enumerate(s[-n:])) + arg.kernel
