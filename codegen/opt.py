@@ -100,6 +100,13 @@ def vectorize(sink: UOp, r: UOp, w: int) -> UOp:
     memo[u] = u if src == u.src else u.replace(src=src)
   return graph_rewrite(memo[sink], pm_symbolic, name="simplify after vectorize")
 
+def _has_lane(u: UOp) -> bool: return any(x.op is Ops.LANE for x in u.ranges)
+
+def _touches_lane(body: UOp, r: UOp) -> bool:
+  """Does the body of the loop r use a vector lane: directly, or inside a reduce nested in r (whose ranges hide its own
+  lanes)? x.max(-1).sum(-1): the row max has lanes, so the sum over rows stays scalar. test_nested_reduce_keeps_one_lane_width"""
+  return _has_lane(body) or any(x.op is Ops.REDUCE and r in x.ranges and _has_lane(x.src[0]) for x in body.toposort())
+
 def vectorize_other_reduces(sink: UOp, max_lanes: int) -> UOp:
   """Also vectorise the loop of every other reduce whose body does not touch an already vectorised loop and whose
   loads are all contiguous in it (softmax: the row max and the row sum, beside the vectorised output). Lanes of
@@ -107,7 +114,7 @@ def vectorize_other_reduces(sink: UOp, max_lanes: int) -> UOp:
   while True:
     for red in (u for u in sink.toposort() if u.op is Ops.REDUCE):
       r = red.src[-1]
-      if r.op is not Ops.RANGE or any(x.op is Ops.LANE for x in red.src[0].ranges): continue
+      if r.op is not Ops.RANGE or _touches_lane(red.src[0], r): continue
       loads = [u for u in red.src[0].toposort() if u.op is Ops.LOAD and r in u.src[1].ranges]
       if not loads or not all(_contiguous_in(ld.src[1], r) for ld in loads): continue
       if (w := _lane_width(sink, r.arg.end, max_lanes)) == 1: continue

@@ -193,6 +193,20 @@ class Tensor(MovementMixin, ProcessingMixin):
         # backward() still works after .numpy(); anything else becomes its buffer and lets its history go
         if not grad_nodes or not _reaches(t.uop, grad_nodes): t.uop = u
         elif isinstance(dev, tuple): t.uop.realized = u
+  def schedule_linear(self, *lst: Tensor) -> list:
+    """The kernels realize() would run for these tensors, in order, without running them: a list of
+    (CompiledKernel or BufferCopy, the buffers it reads and writes, output first). Compiles what is not cached."""
+    from tinygrad.engine.realize import plan_for
+    out = []
+    for t in (self, *lst):
+      if _is_buffer(_resolved(t.uop)) or isinstance(t.device, tuple): continue
+      plan, inputs = plan_for([t.uop], t.device)
+      slots = inputs + [Buffer(t.device, size, dt) for size, dt in plan.new_bufs]
+      out += [(ck, [slots[i] for i in s]) for ck, s in plan.kernels]
+    return out
+  def linear_with_vars(self, *lst: Tensor) -> tuple[list, dict]:
+    """schedule_linear and the values of the symbolic variables it uses (none: shapes are concrete here)."""
+    return self.schedule_linear(*lst), {}
   def _buffer(self) -> Buffer:
     """The realized, contiguous buffer holding this tensor's elements in order."""
     if isinstance(self.device, tuple): return self.to(self.device[0])._buffer()

@@ -119,3 +119,26 @@ def test_adam_update_is_one_kernel():
     opt.step()
   # b1^t and b2^t, the masked output gradient, one kernel for the weight and its moments, one for the bias and its
   assert GlobalCounters.kernel_count - before == 5
+
+def test_schedule_linear_lists_the_kernels_without_running_them():
+  a, b = rnd(8, 4), rnd(8, 4)
+  c = (a * b + 1).relu().sum(1)
+  before = GlobalCounters.kernel_count
+  items = c.schedule_linear()
+  assert GlobalCounters.kernel_count == before and len(items) == 1
+  ck, bufs = items[0]
+  assert ck.name.startswith("r_8_4") and bufs[0].size == 8
+  lin, var_vals = c.linear_with_vars()
+  assert len(lin) == 1 and var_vals == {}
+
+def test_view_chain_is_not_grouped():
+  # each step reads the previous one at two other indices (flip, roll): grouping the chain into one kernel would
+  # recompute it exponentially; every .contiguous() stays its own kernel
+  x = Tensor(np.arange(8, dtype=np.float32))
+  ref = np.arange(8, dtype=np.float32)
+  for _ in range(14):
+    x = (x.flip(0) + x.roll(1, 0)).contiguous()
+    ref = ref[::-1] + np.roll(ref, 1)
+  before = GlobalCounters.kernel_count
+  np.testing.assert_allclose(x.numpy(), ref, rtol=1e-6)
+  assert GlobalCounters.kernel_count - before >= 14

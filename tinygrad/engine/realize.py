@@ -169,6 +169,13 @@ def run_kernel(ck: CompiledKernel | BufferCopy, bufs: list[Buffer], dev) -> None
     print(f"{colored(f'k{GlobalCounters.kernel_count:<4}', 'green')} {ck.name:<24} fused: {ck.ops:<32} {et*1e3:8.3f} ms "
           f"{ck.flops/et*1e-9:8.2f} GFLOP/s {ck.nbytes/et*1e-9:8.2f} GB/s")
 
+def plan_for(roots: list[UOp], device: str) -> tuple[ExecPlan, list[Buffer]]:
+  """The execution plan computing roots on device (from the plan cache when the graph was seen) and its inputs."""
+  norm, inputs, _ = normalize(roots)
+  if (plan := plan_cache.get((norm, device))) is None:
+    plan = plan_cache[(norm, device)] = make_plan(norm, len(inputs), device)
+  return plan, inputs
+
 def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
   """Compute every root on `device`; returns for each the UOp to use from now on (a view of a realized buffer)."""
   if not roots: return []

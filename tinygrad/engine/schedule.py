@@ -54,12 +54,25 @@ def output_groups(nodes: list[UOp]) -> dict[UOp, tuple[UOp, ...]]:
     members, owner = set(same), {}
     for n in same:
       for x in _local_graph(n, members):
-        if x in members: parent[find(n)] = find(x)
-        elif x.op is Ops.REDUCE: parent[find(n)] = find(owner.setdefault(x, n))
+        if x.op is Ops.REDUCE: parent[find(n)] = find(owner.setdefault(x, n))
+      # a member read elementwise (same index, no view in between) is computed once in the group; one read through a
+      # view would be recomputed at another index: a chain of such reads grows exponentially  test_view_chain_is_not_grouped
+      for x in _elementwise_reads(n, members): parent[find(n)] = find(x)
   out: dict[UOp, list[UOp]] = {}
   for n in nodes:
     if n in parent: out.setdefault(find(n), []).append(n)
   return {n: tuple(g) for g in out.values() if len(g) > 1 for n in g}
+
+def _elementwise_reads(root: UOp, members: set[UOp]) -> list[UOp]:
+  """Members that root reads through elementwise ops only."""
+  seen, out, stack = set(), [], list(root.src)
+  while stack:
+    x = stack.pop()
+    if x in seen: continue
+    seen.add(x)
+    if x in members: out.append(x)
+    elif x.op not in MOVEMENT and x.op is not Ops.REDUCE and x.op is not Ops.BUFFER and x.realized is None: stack.extend(x.src)
+  return out
 
 def _local_graph(root: UOp, stop: set[UOp]) -> list[UOp]:
   """The nodes root's kernel could compute: its graph down to buffers and other nodes in `stop` (which are included)."""
