@@ -142,3 +142,16 @@ def test_view_chain_is_not_grouped():
   before = GlobalCounters.kernel_count
   np.testing.assert_allclose(x.numpy(), ref, rtol=1e-6)
   assert GlobalCounters.kernel_count - before >= 14
+
+def test_deep_graph_does_not_hit_the_recursion_limit():
+  # an unrolled iteration builds a graph thousands of nodes deep before its first realize
+  import sys
+  x, limit = Tensor([1.0, 2.0]).realize(), sys.getrecursionlimit()
+  sys.setrecursionlimit(1000)
+  try:
+    y = x
+    for _ in range(3000): y = y * 1.0001 + 0.0001
+    from tinygrad.engine.realize import normalize
+    norm, bufs, _ = normalize([y.uop])
+    assert len(bufs) == 1
+  finally: sys.setrecursionlimit(limit)

@@ -57,18 +57,28 @@ def normalize(roots: list[UOp]) -> tuple[tuple[UOp, ...], list[Buffer], dict[UOp
   bufs: list[Buffer] = []
   return tuple(_normalize(r, memo, bufs) for r in roots), bufs, memo
 
-def _normalize(u: UOp, memo: dict[UOp, UOp], bufs: list[Buffer]) -> UOp:
-  if (out := memo.get(u)) is not None: return out
-  if u.realized is not None: out = _normalize(u.realized, memo, bufs)  # computed earlier: read its buffer instead
-  elif u.op is Ops.BUFFER:
-    out = UOp(Ops.BUFFER, u.dtype, (), InputSlot(len(bufs), u.arg.size, u.arg.device))
-    bufs.append(u.arg.buf)
-  elif not u.src: out = u
-  else:
-    src = tuple([_normalize(s, memo, bufs) for s in u.src])
-    out = u if src == u.src else UOp(u.op, u.dtype, src, u.arg)
-  memo[u] = out
-  return out
+def _normalize(root: UOp, memo: dict[UOp, UOp], bufs: list[Buffer]) -> UOp:
+  """Post-order over the graph with an explicit stack (graphs thousands of nodes deep, e.g. an unrolled solver, must
+  not hit Python's recursion limit); buffers are numbered in first-use order, sources left to right."""
+  stack = [root]
+  while stack:
+    u = stack[-1]
+    if u in memo: stack.pop(); continue
+    if u.realized is not None:  # computed earlier: read its buffer instead
+      if u.realized not in memo: stack.append(u.realized); continue
+      memo[u] = memo[u.realized]
+    elif u.op is Ops.BUFFER:
+      memo[u] = UOp(Ops.BUFFER, u.dtype, (), InputSlot(len(bufs), u.arg.size, u.arg.device))
+      bufs.append(u.arg.buf)
+    elif not u.src: memo[u] = u
+    elif missing := [s for s in u.src if s not in memo]:
+      stack.extend(reversed(missing))
+      continue
+    else:
+      src = tuple(memo[s] for s in u.src)
+      memo[u] = u if src == u.src else UOp(u.op, u.dtype, src, u.arg)
+    stack.pop()
+  return memo[root]
 
 def resolve(u: UOp) -> UOp:
   """u with every node computed earlier replaced by its buffer view."""
