@@ -213,3 +213,17 @@ def examples(n: int) -> _settings:
 def arrays_from(name: str, shape, elems: st.SearchStrategy) -> st.SearchStrategy[np.ndarray]:
   """A numpy array of dtype `name` whose elements come from the given strategy (values must be representable)."""
   return hnp.arrays(NP_STORAGE[name], shape, elements=elems)
+
+# ---------- typed arrays for exact (movement) comparisons ----------
+
+def widened(x, name: str) -> np.ndarray:
+  """numpy result widened the way assert_matches wants it (object ints, float64 floats)."""
+  x = np.asarray(x)
+  return x.astype(object) if is_int(name) else x.astype(np.float64) if is_float(name) else x
+
+@st.composite
+def typed_array(draw, shape_strategy=None, dtypes=ALL_DTYPES):
+  """(dtype name, array): a dtype drawn from `dtypes`, then an array of it (floats include NaN/inf)."""
+  d = draw(st.sampled_from(dtypes))
+  shape = draw(shape_strategy if shape_strategy is not None else shapes())
+  return d, draw(arrays(d, shape, **({"specials": True} if is_float(d) else {})))

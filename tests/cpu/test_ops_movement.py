@@ -8,19 +8,8 @@ import math
 import numpy as np
 from hypothesis import assume, given, strategies as st
 from tinygrad import Tensor
-from strategies import (ALL_DTYPES, arrays, shapes, tensor, assert_matches, is_float, is_int, examples)
+from strategies import (ALL_DTYPES, arrays, shapes, tensor, assert_matches, examples, widened, typed_array)
 
-def _expected(x, d):
-  """numpy result widened the way assert_matches wants it (object ints, float64 floats)."""
-  x = np.asarray(x)
-  return x.astype(object) if is_int(d) else x.astype(np.float64) if is_float(d) else x
-
-@st.composite
-def typed_array(draw, shape_strategy=None, dtypes=ALL_DTYPES):
-  d = draw(st.sampled_from(dtypes))
-  shape = draw(shape_strategy if shape_strategy is not None else shapes())
-  kw = {"specials": True} if is_float(d) else {}
-  return d, draw(arrays(d, shape, **kw))
 
 def _factorizations(draw, size: int) -> tuple:
   """A random shape with `size` elements (0 allowed), up to 4 dims."""
@@ -49,7 +38,7 @@ def test_reshape_matches_numpy(data, use_minus_one):
   if use_minus_one and len(new) > 0 and a.size > 0:
     i = data.draw(st.integers(0, len(new) - 1))
     arg = new[:i] + (-1,) + new[i + 1:]
-  assert_matches(tensor(a, d).reshape(arg), _expected(a.reshape(new), d), d)
+  assert_matches(tensor(a, d).reshape(arg), widened(a.reshape(new), d), d)
 
 @examples(10)
 @given(data=st.data())
@@ -57,7 +46,7 @@ def test_reshape_varargs_form_matches_tuple_form(data):
   d, a = data.draw(typed_array(shapes(min_dims=1)))
   new = _factorizations(data.draw, a.size)
   assume(len(new) >= 1)
-  assert_matches(tensor(a, d).reshape(*new), _expected(a.reshape(new), d), d)
+  assert_matches(tensor(a, d).reshape(*new), widened(a.reshape(new), d), d)
 
 # ---------------------------------------------------------------- permute / transpose
 
@@ -68,20 +57,20 @@ def test_permute_matches_numpy_transpose(data, varargs):
   order = tuple(data.draw(st.permutations(range(a.ndim))))
   t = tensor(a, d)
   out = t.permute(*order) if varargs and order else t.permute(order)
-  assert_matches(out, _expected(np.transpose(a, order), d), d)
+  assert_matches(out, widened(np.transpose(a, order), d), d)
 
 @examples(15)
 @given(data=st.data())
 def test_transpose_swaps_two_axes_like_numpy(data):
   d, a = data.draw(typed_array(shapes(min_dims=1)))
   d0, d1 = data.draw(st.integers(-a.ndim, a.ndim - 1)), data.draw(st.integers(-a.ndim, a.ndim - 1))
-  assert_matches(tensor(a, d).transpose(d0, d1), _expected(np.swapaxes(a, d0, d1), d), d)
+  assert_matches(tensor(a, d).transpose(d0, d1), widened(np.swapaxes(a, d0, d1), d), d)
 
 @examples(8)
 @given(data=st.data())
 def test_T_of_2d_is_numpy_T(data):
   d, a = data.draw(typed_array(shapes(min_dims=2, max_dims=2)))
-  assert_matches(tensor(a, d).T, _expected(a.T, d), d)
+  assert_matches(tensor(a, d).T, widened(a.T, d), d)
 
 # ---------------------------------------------------------------- expand
 
@@ -94,14 +83,14 @@ def test_expand_matches_numpy_broadcast_to(data):
   # -1 means "keep this dim's size", so it may stand only where the size does not change
   lead = len(target) - a.ndim
   arg = tuple(-1 if i >= lead and s == a.shape[i - lead] and data.draw(st.booleans()) else s for i, s in enumerate(target))
-  assert_matches(tensor(a, d).expand(arg), _expected(np.broadcast_to(a, target), d), d)
+  assert_matches(tensor(a, d).expand(arg), widened(np.broadcast_to(a, target), d), d)
 
 @examples(6)
 @given(data=st.data())
 def test_expand_varargs_form(data):
   d, a = data.draw(typed_array(shapes(min_dims=1, min_side=1, max_side=1)))
   target = tuple(data.draw(st.integers(1, 3)) for _ in a.shape)
-  assert_matches(tensor(a, d).expand(*target), _expected(np.broadcast_to(a, target), d), d)
+  assert_matches(tensor(a, d).expand(*target), widened(np.broadcast_to(a, target), d), d)
 
 # ---------------------------------------------------------------- pad
 
@@ -114,7 +103,7 @@ def test_pad_per_dim_pairs_matches_numpy(data, value):
   pads = [data.draw(st.tuples(st.integers(0, 2), st.integers(0, 2))) for _ in range(a.ndim)]
   arg = tuple(None if p == (0, 0) and data.draw(st.booleans()) else p for p in pads)
   out = tensor(a, d).pad(arg, value=value)
-  assert_matches(out, _expected(np.pad(a, pads, constant_values=value), d), d)
+  assert_matches(out, widened(np.pad(a, pads, constant_values=value), d), d)
 
 @examples(15)
 @given(data=st.data())
@@ -124,7 +113,7 @@ def test_pad_flat_torch_style_pads_last_dims_first(data):
   flat = [data.draw(st.integers(0, 2)) for _ in range(2 * k)]
   # (left_last, right_last, left_second_last, right_second_last, ...)
   pads = [(0, 0)] * (a.ndim - k) + [(flat[2 * j], flat[2 * j + 1]) for j in range(k)][::-1]
-  assert_matches(tensor(a, d).pad(tuple(flat)), _expected(np.pad(a, pads), d), d)
+  assert_matches(tensor(a, d).pad(tuple(flat)), widened(np.pad(a, pads), d), d)
 
 @examples(10)
 @given(data=st.data())
@@ -133,7 +122,7 @@ def test_pad_negative_crops_like_slicing(data):
   pads = [(-data.draw(st.integers(0, 1)), data.draw(st.integers(0, 1))) for _ in range(a.ndim)]
   crop = tuple(slice(-b, None) for b, _ in pads)
   expected = np.pad(a[crop], [(0, af) for _, af in pads])
-  assert_matches(tensor(a, d).pad(tuple(pads)), _expected(expected, d), d)
+  assert_matches(tensor(a, d).pad(tuple(pads)), widened(expected, d), d)
 
 # ---------------------------------------------------------------- shrink / flip
 
@@ -146,7 +135,7 @@ def test_shrink_matches_numpy_slicing(data):
     lo = data.draw(st.integers(0, s))
     arg.append(data.draw(st.one_of(st.none(), st.tuples(st.just(lo), st.integers(lo, s)))))
   sl = tuple(slice(None) if r is None else slice(*r) for r in arg)
-  assert_matches(tensor(a, d).shrink(tuple(arg)), _expected(a[sl], d), d)
+  assert_matches(tensor(a, d).shrink(tuple(arg)), widened(a[sl], d), d)
 
 @examples(20)
 @given(data=st.data())
@@ -156,7 +145,7 @@ def test_flip_matches_numpy(data):
                             unique_by=lambda x: x % a.ndim))
   t = tensor(a, d)
   out = t.flip(axes[0]) if len(axes) == 1 else t.flip(tuple(axes))
-  assert_matches(out, _expected(np.flip(a, tuple(axes)), d), d)
+  assert_matches(out, widened(np.flip(a, tuple(axes)), d), d)
 
 # ---------------------------------------------------------------- squeeze / unsqueeze / flatten
 
@@ -164,7 +153,7 @@ def test_flip_matches_numpy(data):
 @given(data=st.data())
 def test_squeeze_all_matches_numpy(data):
   d, a = data.draw(typed_array(shapes(max_side=2)))
-  assert_matches(tensor(a, d).squeeze(), _expected(np.squeeze(a), d), d)
+  assert_matches(tensor(a, d).squeeze(), widened(np.squeeze(a), d), d)
 
 @examples(15)
 @given(data=st.data())
@@ -174,14 +163,14 @@ def test_squeeze_one_size1_dim_matches_numpy(data):
   assume(ones)
   i = data.draw(st.sampled_from(ones))
   dim = data.draw(st.sampled_from([i, i - a.ndim]))
-  assert_matches(tensor(a, d).squeeze(dim), _expected(np.squeeze(a, axis=dim), d), d)
+  assert_matches(tensor(a, d).squeeze(dim), widened(np.squeeze(a, axis=dim), d), d)
 
 @examples(15)
 @given(data=st.data())
 def test_unsqueeze_matches_numpy_expand_dims(data):
   d, a = data.draw(typed_array())
   dim = data.draw(st.integers(-a.ndim - 1, a.ndim))
-  assert_matches(tensor(a, d).unsqueeze(dim), _expected(np.expand_dims(a, dim), d), d)
+  assert_matches(tensor(a, d).unsqueeze(dim), widened(np.expand_dims(a, dim), d), d)
 
 @examples(15)
 @given(data=st.data())
@@ -192,7 +181,7 @@ def test_flatten_matches_numpy_reshape(data):
   ps, pe = s % a.ndim, e % a.ndim
   assume(ps <= pe)
   new = a.shape[:ps] + (math.prod(a.shape[ps:pe + 1]),) + a.shape[pe + 1:]
-  assert_matches(tensor(a, d).flatten(s, e), _expected(a.reshape(new), d), d)
+  assert_matches(tensor(a, d).flatten(s, e), widened(a.reshape(new), d), d)
 
 def test_flatten_0d_gives_one_element():
   assert_matches(Tensor(3.5).flatten(), np.array([3.5]), "float32")
@@ -223,7 +212,7 @@ def test_getitem_basic_indexing_matches_numpy(data):
   d, a = data.draw(typed_array(shapes(max_dims=3, max_side=5)))
   idx = data.draw(basic_index(a.shape))
   expected = a[idx]
-  assert_matches(tensor(a, d)[idx], _expected(expected, d), d)
+  assert_matches(tensor(a, d)[idx], widened(expected, d), d)
 
 @examples(10)
 @given(data=st.data())
@@ -247,7 +236,7 @@ def test_cat_matches_numpy_concatenate(data, n):
     arrs.append(data.draw(arrays(d, tuple(s))))
   ts = [tensor(x, d) for x in arrs]
   out = ts[0].cat(*ts[1:], dim=dim)
-  assert_matches(out, _expected(np.concatenate(arrs, axis=dim), d), d)
+  assert_matches(out, widened(np.concatenate(arrs, axis=dim), d), d)
 
 @examples(8)
 @given(data=st.data())
@@ -264,7 +253,7 @@ def test_stack_matches_numpy_stack(data, n):
   dim = data.draw(st.integers(-len(base) - 1, len(base)))
   arrs = [data.draw(arrays(d, base)) for _ in range(n)]
   out = Tensor.stack(*[tensor(x, d) for x in arrs], dim=dim)
-  assert_matches(out, _expected(np.stack(arrs, axis=dim), d), d)
+  assert_matches(out, widened(np.stack(arrs, axis=dim), d), d)
 
 # ---------------------------------------------------------------- chains of views
 
@@ -304,7 +293,7 @@ def test_random_view_chain_matches_numpy(data):
   ops, expected = data.draw(view_chain(a))
   t = tensor(a, d)
   for op in ops: t = op(t)
-  assert_matches(t, _expected(expected, d), d)
+  assert_matches(t, widened(expected, d), d)
 
 @examples(20)
 @given(data=st.data())
