@@ -4,7 +4,8 @@ Accumulators live in allocas (mem2reg turns them into phis); loops are rendered 
 Float semantics follow numpy except for fused multiply-add: `contract` on fmul/fadd lets LLVM fuse a*b+c into one FMA
 (one rounding instead of two: never less accurate, and twice the multiply-add throughput in matmul and conv); the only
 other fast-math flag is `reassoc` on the final horizontal sum of a vector accumulator. NaN-propagating llvm.maximum,
-ordered/unordered compares as numpy's <, !=.
+ordered/unordered compares as numpy's <, !=. A LOAD with a third source (a lane mask) is `llvm.masked.load`, a STORE
+with a fourth `llvm.masked.store`; a LOAD with a Strided arg reads s*W elements and keeps every s-th.
 """
 from __future__ import annotations
 import math, struct
@@ -12,6 +13,7 @@ from tinygrad.uop import UOp, Ops
 from tinygrad.dtype import DType, dtypes
 from codegen.linearize import Block
 from codegen.lower import reduce_identity
+from codegen.opt import Strided
 
 SCALAR = {dtypes.bool: "i1", dtypes.int8: "i8", dtypes.uint8: "i8", dtypes.int16: "i16", dtypes.uint16: "i16",
           dtypes.int32: "i32", dtypes.uint32: "i32", dtypes.int64: "i64", dtypes.uint64: "i64", dtypes.float16: "half",
@@ -22,8 +24,8 @@ def ltype(dt: DType, mem: bool = False) -> str:
   s = "i8" if mem and dt.scalar == dtypes.bool else SCALAR[dt.scalar]
   return s if dt.count == 1 else f"<{dt.count} x {s}>"
 
-def mangle(dt: DType) -> str:
-  s = SCALAR[dt.scalar]
+def mangle(dt: DType, mem: bool = False) -> str:
+  s = ltype(dt.scalar, mem)
   s = MANGLE.get(s, s)
   return s if dt.count == 1 else f"v{dt.count}{s}"
 
@@ -35,6 +37,10 @@ def const_literal(val, dt: DType) -> str:
   if dt == dtypes.bfloat16: return "0xR%04X" % (struct.unpack("<I", struct.pack("<f", val))[0] >> 16)
   if dt == dtypes.float32: val = struct.unpack("<f", struct.pack("<f", val))[0] if math.isfinite(val) else val
   return "0x%016X" % struct.unpack("<Q", struct.pack("<d", val))[0]
+
+def _i32_divmod(u: UOp) -> bool:
+  c, x = u.src[1], u.src[0]
+  return dtypes.is_int(u.dtype) and c.op is Ops.CONST and c.arg > 0 and -2 ** 31 <= x.vmin and x.vmax < 2 ** 31
 
 class LLVMRenderer:
   def __init__(self, vector_bits: int = 512): self.vector_bits = vector_bits
@@ -107,9 +113,9 @@ class LLVMRenderer:
     self.lines.append(f"{ext}:")
     self.cur_block = ext
 
-  def gep(self, buf: UOp, idx: str, idx_dtype: DType) -> str:
+  def gep(self, buf: UOp, idx: str, idx_dtype: DType, inbounds: bool = True) -> str:
     p = self.tmp()
-    self.emit(f"{p} = getelementptr inbounds {ltype(buf.dtype, mem=True)}, ptr {self.val(buf)}, {ltype(idx_dtype)} {idx}")
+    self.emit(f"{p} = getelementptr {'inbounds ' if inbounds else ''}{ltype(buf.dtype, mem=True)}, ptr {self.val(buf)}, {ltype(idx_dtype)} {idx}")
     return p
 
   def node(self, u: UOp) -> None:
@@ -138,13 +144,20 @@ class LLVMRenderer:
     else: self.names[u] = self.alu(u)
 
   def load(self, u: UOp) -> str:
-    buf, idx = u.src
+    buf, idx = u.src[:2]
     mt, out = ltype(u.dtype, mem=True), self.tmp()
-    if idx.dtype.count == 1:  # scalar, or a contiguous vector at a scalar base
+    if isinstance(u.arg, Strided): out = self.strided_load(u)
+    elif len(u.src) == 3 and idx.dtype.count == 1:  # masked (a vector loop's partial last iteration): lanes past the end read nothing
+      self.masked_load(out, u.dtype, buf, idx, self.val(u.src[2]))
+    elif idx.dtype.count == 1:  # scalar, or a contiguous vector at a scalar base
       p = self.gep(buf, self.val(idx), idx.dtype)
       self.emit(f"{out} = load {mt}, ptr {p}, align {u.dtype.scalar.itemsize}")
-    else:  # gather lane by lane
+    else:  # gather lane by lane; a masked lane reads element 0 (not a masked.gather: slower)  test_transposed_operand_gathers_masked_lanes
       iv, cur = self.val(idx), "poison"
+      if len(u.src) == 3:
+        safe = self.tmp()
+        self.emit(f"{safe} = select {ltype(u.src[2].dtype)} {self.val(u.src[2])}, {ltype(idx.dtype)} {iv}, {ltype(idx.dtype)} zeroinitializer")
+        iv = safe
       st = ltype(buf.dtype, mem=True)
       for lane in range(u.dtype.count):
         i, p, x, nxt = self.tmp(), None, self.tmp(), self.tmp()
@@ -160,8 +173,30 @@ class LLVMRenderer:
       return b
     return out
 
+  def masked_load(self, out: str, dt: DType, buf: UOp, idx: UOp, mask: str) -> None:
+    mt, n = ltype(dt, mem=True), dt.count
+    fn = self.declare(mt, f"llvm.masked.load.{mangle(dt, mem=True)}.p0", ["ptr", f"<{n} x i1>", mt])
+    p = self.gep(buf, self.val(idx), idx.dtype, inbounds=False)  # a padded row's base may lie before the buffer
+    self.emit(f"{out} = call {mt} {fn}(ptr align {dt.scalar.itemsize} {p}, <{n} x i1> {mask}, {mt} zeroinitializer)")
+
+  def strided_load(self, u: UOp) -> str:
+    """Lanes s apart: one masked load of the s*W elements from the base (only every s-th enabled, and only those of
+    valid lanes, so nothing past the last lane is touched) and a shuffle keeping every s-th."""
+    buf, idx = u.src[:2]
+    w, s = u.dtype.count, u.arg.stride
+    wide, picks = u.dtype.scalar.vec(w * s), ", ".join(f"i32 {l * s}" for l in range(w))
+    if len(u.src) == 3:  # element e is enabled iff e % s == 0 and lane e // s is valid (index w of the shuffle: false)
+      m = self.tmp()
+      sel = ", ".join(f"i32 {e // s if e % s == 0 else w}" for e in range(w * s))
+      self.emit(f"{m} = shufflevector <{w} x i1> {self.val(u.src[2])}, <{w} x i1> zeroinitializer, <{w * s} x i32> <{sel}>")
+    else: m = "<" + ", ".join(f"i1 {'true' if e % s == 0 else 'false'}" for e in range(w * s)) + ">"
+    ld, out = self.tmp(), self.tmp()
+    self.masked_load(ld, wide, buf, idx, m)
+    self.emit(f"{out} = shufflevector {ltype(wide, mem=True)} {ld}, {ltype(wide, mem=True)} poison, <{w} x i32> <{picks}>")
+    return out
+
   def store(self, u: UOp) -> None:
-    buf, idx, v = u.src
+    buf, idx, v = u.src[:3]
     vdt = buf.dtype.vec(idx.dtype.count) if idx.dtype.count > 1 else buf.dtype.vec(v.dtype.count) if v.dtype.count > 1 else buf.dtype
     val = self.val(v, vdt)
     mt = ltype(vdt, mem=True)
@@ -169,6 +204,12 @@ class LLVMRenderer:
       z = self.tmp()
       self.emit(f"{z} = zext {ltype(vdt)} {val} to {mt}")
       val = z
+    if idx.dtype.count == 1 and len(u.src) == 4:  # masked: lanes past the loop's end write nothing
+      fn = self.declare("void", f"llvm.masked.store.{mangle(vdt, mem=True)}.p0", [mt, "ptr", ltype(u.src[3].dtype)])
+      p = self.gep(buf, self.val(idx), idx.dtype)
+      self.emit(f"call void {fn}({mt} {val}, ptr align {vdt.scalar.itemsize} {p}, {ltype(u.src[3].dtype)} {self.val(u.src[3])})")
+      return
+    assert len(u.src) == 3, "a masked store is contiguous: vectorize only splits an output loop the store is contiguous in"
     if idx.dtype.count == 1:
       p = self.gep(buf, self.val(idx), idx.dtype)
       self.emit(f"store {mt} {val}, ptr {p}, align {buf.dtype.scalar.itemsize}")
@@ -241,6 +282,17 @@ class LLVMRenderer:
     self.emit(f"{out} = select {ltype(dtypes.bool.vec(dt.count))} {z}, {ty} {lit(0)}, {ty} {q}")
     return out
 
+  def i32_divmod(self, u: UOp) -> str:
+    """x // c and x % c for a constant c > 0 and x within 32 bits (index arithmetic) as 32-bit ops, unsigned when x >= 0:
+    x86 has no 64-bit vector multiply-high, so LLVM turns a <16 x i64> division by a constant into 16 scalar ones.
+    test_int_division_by_constant_in_lanes_matches_python"""
+    x, c = u.src
+    nt = dtypes.uint32 if x.vmin >= 0 else dtypes.int32
+    nt = nt.vec(x.dtype.count) if x.dtype.count > 1 else nt
+    ins = {(Ops.IDIV, True): "udiv", (Ops.MOD, True): "urem", (Ops.IDIV, False): "sdiv", (Ops.MOD, False): "srem"}[(u.op, x.vmin >= 0)]
+    q = self._fop(ins, nt, self.cast(self.val(x), x.dtype, nt), self.val(UOp.const(nt.scalar, c.arg), nt if nt.count > 1 else None))
+    return self.cast(q, nt, u.dtype)
+
   def shift(self, op: Ops, dt: DType, a: str, b: str) -> str:
     """Shifts by >= the bit width give 0 (or the sign for an arithmetic right shift) instead of LLVM poison."""
     ty, s, bt = ltype(dt), dt.scalar, ltype(dtypes.bool.vec(dt.count))
@@ -267,6 +319,7 @@ class LLVMRenderer:
       out = self.tmp()
       self.emit(f"{out} = bitcast {ltype(u.src[0].dtype)} {self.val(u.src[0])} to {ltype(dt)}")
       return out
+    if op in (Ops.IDIV, Ops.MOD) and _i32_divmod(u): return self.i32_divmod(u)
     if len(u.src) == 2:
       sdt = u.src[0].dtype if u.src[0].dtype.count >= u.src[1].dtype.count else u.src[1].dtype
       sdt = sdt if dt.count == 1 or sdt.count > 1 else sdt.vec(dt.count)

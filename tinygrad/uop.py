@@ -198,8 +198,8 @@ def _bounds(u: UOp) -> tuple[Any, Any]:
       c = [a * b for a in s[0] for b in s[1]]
       return min(c), max(c)
     if u.op is Ops.MAX: return max(s[0][0], s[1][0]), max(s[0][1], s[1][1])
-    if u.op is Ops.IDIV and u.src[1].op is Ops.CONST and u.src[1].arg > 0 and s[0][0] >= 0:
-      return s[0][0] // u.src[1].arg, s[0][1] // u.src[1].arg
+    if u.op is Ops.IDIV and u.src[1].op is Ops.CONST and u.src[1].arg > 0:  # truncating division is monotone in x
+      return tuple(-(-v // u.src[1].arg) if v < 0 else v // u.src[1].arg for v in s[0])
     if u.op is Ops.MOD and u.src[1].op is Ops.CONST and u.src[1].arg > 0:
       return (s[0][0], s[0][1]) if 0 <= s[0][0] and s[0][1] < u.src[1].arg else (0, u.src[1].arg - 1) if s[0][0] >= 0 else (-(u.src[1].arg - 1), u.src[1].arg - 1)
     if u.op is Ops.WHERE: return min(s[1][0], s[2][0]), max(s[1][1], s[2][1])

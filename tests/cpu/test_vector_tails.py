@@ -1,0 +1,206 @@
+"""Vector loops whose trip count is not a multiple of the lane width (codegen/opt.py vectorize): the last iteration's
+lanes past the end are masked. Results must match numpy, no kernel may read memory it did not write (POISON=1, set by
+tests/conftest.py, fills fresh allocations with 0xFF) and no kernel may write past the end of its output.
+
+Inputs are small integers, so sums, products and convolutions are exact in every dtype and compared exactly.
+"""
+import ctypes
+import numpy as np
+from hypothesis import given, strategies as st
+from tinygrad import Tensor, Context
+from strategies import NP_STORAGE, tdt, to_numpy, examples
+
+# trip counts around the lane widths (2..16): primes, one less or more than a power of two, CNN feature maps
+SIZES = st.one_of(st.sampled_from([1, 2, 3, 5, 6, 7, 10, 11, 12, 13, 17, 23, 28, 29, 31, 36, 37]), st.integers(1, 40))
+DTYPES = ("float32", "float16", "int32", "bool", "uint8")
+
+def ints(data, shape, name: str, lo: int = -8, hi: int = 8) -> np.ndarray:
+  """Integers in [lo, hi] (uint8: [0, hi], bool: 0/1) stored in dtype `name`."""
+  g = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1), label="seed"))
+  if name == "bool": return g.integers(0, 2, shape).astype(np.bool_)
+  return g.integers(0 if name == "uint8" else lo, hi + 1, shape).astype(NP_STORAGE[name])
+
+def t(arr: np.ndarray) -> Tensor: return Tensor(arr)
+
+def assert_exact(got: Tensor, expected: np.ndarray, name: str) -> None:
+  assert got.dtype == tdt(name), f"dtype {got.dtype} != {name}"
+  np.testing.assert_array_equal(to_numpy(got), np.asarray(expected).astype(NP_STORAGE[name]).astype(to_numpy(got).dtype))
+
+@examples(30)
+@given(name=st.sampled_from(DTYPES), rows=st.integers(1, 5), cols=SIZES, data=st.data())
+def test_elementwise_odd_widths_match_numpy(name, rows, cols, data):
+  a, b = ints(data, (rows, cols), name), ints(data, (rows, cols), name)
+  if name == "bool": assert_exact(t(a) ^ t(b), a ^ b, name)
+  else: assert_exact(t(a) * t(b) + t(a), a * b + a, name)
+
+@examples(30)
+@given(name=st.sampled_from(DTYPES), rows=st.integers(1, 4), cols=SIZES, step=st.integers(1, 4),
+       pad=st.tuples(st.integers(0, 5), st.integers(0, 5)), data=st.data())
+def test_strided_and_padded_views_match_numpy(name, rows, cols, step, pad, data):
+  # x[:, ::step] reads lanes `step` apart (one wide load and a shuffle); a PAD makes the load leave the row
+  a = ints(data, (rows, cols * step), name)
+  x, v = t(a)[:, ::step], a[:, ::step]
+  if name == "bool": assert_exact(x ^ t(a)[:, :cols], v ^ a[:, :cols], name)
+  else: assert_exact(x * t(a)[:, :cols] + x, v * a[:, :cols] + v, name)
+  assert_exact(x.pad(((0, 0), pad)), np.pad(v, ((0, 0), pad)), name)
+
+@examples(20)
+@given(name=st.sampled_from(DTYPES), rows=SIZES, cols=SIZES, data=st.data())
+def test_broadcast_odd_widths_matches_numpy(name, rows, cols, data):
+  a, b, c = ints(data, (rows, 1), name), ints(data, (1, cols), name), ints(data, (rows, cols), name) > 0
+  assert_exact(t(c).where(t(a), t(b)), np.where(c, a, b), name)
+
+@examples(30)
+@given(name=st.sampled_from(DTYPES), shape=st.tuples(st.integers(1, 4), SIZES, SIZES), axis=st.sampled_from([1, 2]),
+       op=st.sampled_from(["sum", "max"]), data=st.data())
+def test_reduce_over_odd_axis_matches_numpy(name, shape, axis, op, data):
+  # the reduce identity (0 for sum, the dtype minimum for max) fills the masked lanes, never the 0xFF poison
+  a = ints(data, shape, name)
+  if op == "max": assert_exact(t(a).max(axis), a.max(axis), name)
+  else: assert_exact(t(a).sum(axis), a.sum(axis, dtype=np.int64), {"bool": "int32", "uint8": "uint32"}.get(name, name))
+
+@examples(20)
+@given(name=st.sampled_from(["float32", "float16"]), rows=st.integers(1, 6), cols=SIZES, data=st.data())
+def test_softmax_over_odd_width_matches_numpy(name, rows, cols, data):
+  g = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+  x = (g.standard_normal((rows, cols)) * 3).astype(NP_STORAGE[name])
+  e = np.exp(x.astype(np.float64) - x.max(1, keepdims=True))
+  tol = 1e-5 if name == "float32" else 2e-3
+  np.testing.assert_allclose(to_numpy(t(x).softmax(-1)), e / e.sum(1, keepdims=True), rtol=tol, atol=tol)
+
+@examples(25)
+@given(name=st.sampled_from(["float32", "float16", "int32"]), m=SIZES, k=SIZES, n=SIZES, data=st.data())
+def test_matmul_odd_sizes_matches_numpy(name, m, k, n, data):
+  a, b = ints(data, (m, k), name, -4, 4), ints(data, (k, n), name, -4, 4)
+  assert_exact(t(a) @ t(b), a.astype(np.int64) @ b.astype(np.int64), name)
+
+def conv2d_ref(x: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarray:
+  x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+  kh, kw = w.shape[2:]
+  oh, ow = (x.shape[2] - kh) // stride + 1, (x.shape[3] - kw) // stride + 1
+  out = np.zeros((x.shape[0], w.shape[0], oh, ow))
+  for i in range(kh):
+    for j in range(kw):
+      out += np.einsum("nchw,kc->nkhw", x[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride], w[:, :, i, j])
+  return out
+
+@examples(25)
+@given(name=st.sampled_from(["float32", "float16"]), n=st.integers(1, 3), cin=st.integers(1, 5), cout=st.integers(1, 5),
+       hw=st.tuples(st.integers(3, 17), st.integers(3, 17)), k=st.integers(1, 3), stride=st.integers(1, 3),
+       padding=st.integers(0, 1), data=st.data())
+def test_conv2d_odd_sizes_matches_numpy(name, n, cin, cout, hw, k, stride, padding, data):
+  x, w = ints(data, (n, cin) + hw, name, -3, 3), ints(data, (cout, cin, k, k), name, -3, 3)
+  assert_exact(t(x).conv2d(t(w), stride=stride, padding=padding), conv2d_ref(x, w, stride, padding), name)
+
+@examples(10)
+@given(shape=st.tuples(st.integers(1, 3), SIZES, SIZES, SIZES), data=st.data())
+def test_conv2d_gradients_odd_sizes_match_numpy(shape, data):
+  # the input gradient of a strided conv is a sum of zero-interleaved padded copies: clamped gathers in masked lanes
+  n, c, h, w = shape[0], shape[1] % 5 + 1, shape[2] % 13 + 3, shape[3] % 13 + 3
+  xv, wv = ints(data, (n, c, h, w), "float32", -3, 3), ints(data, (3, c, 3, 3), "float32", -3, 3)
+  x, wt = Tensor(xv, requires_grad=True), Tensor(wv, requires_grad=True)
+  x.conv2d(wt, stride=2).sum().backward()
+  ones = np.ones(conv2d_ref(xv, wv, 2, 0).shape)
+  gx, gw = np.zeros(xv.shape), np.zeros(wv.shape)
+  for i in range(3):
+    for j in range(3):  # out[o] uses x[2*o + (i, j)] * w[:, :, i, j]
+      win = (slice(None), slice(None), slice(i, i + 2 * ones.shape[2] - 1, 2), slice(j, j + 2 * ones.shape[3] - 1, 2))
+      gx[win] += np.einsum("nkhw,kc->nchw", ones, wv[:, :, i, j])
+      gw[:, :, i, j] = np.einsum("nkhw,nchw->kc", ones, xv[win])
+  np.testing.assert_array_equal(x.grad.numpy(), gx)
+  np.testing.assert_array_equal(wt.grad.numpy(), gw)
+
+@examples(10)
+@given(rows=st.integers(1, 5), cols=SIZES, data=st.data())
+def test_outputs_sharing_a_reduce_store_masked_rows(rows, cols, data):
+  # one kernel stores both outputs (a multi-output group sharing the row max): every store is masked
+  x = Tensor(ints(data, (rows, cols), "float32"))
+  d = x - x.max(1, keepdim=True)
+  e = d.exp2()
+  Tensor.realize_all([d, e])
+  xn = x.numpy()
+  np.testing.assert_array_equal(d.numpy(), xn - xn.max(1, keepdims=True))
+  np.testing.assert_allclose(e.numpy(), np.exp2(xn - xn.max(1, keepdims=True)), rtol=1e-6)
+
+def _bytes_after(t: Tensor) -> bytes:
+  """The bytes between the end of t's buffer and the end of its 64-byte-rounded allocation (runtime/cpu.py)."""
+  buf = t._buffer()
+  return ctypes.string_at(buf.ptr + buf.nbytes, -buf.nbytes % 64)
+
+def test_odd_sized_output_leaves_the_bytes_after_it_alone():
+  # a full-width vector store of the last partial iteration would overwrite the 0xFF poison past the end
+  for name, n in (("float32", 13), ("float16", 7), ("uint8", 29), ("bool", 45), ("int32", 3)):
+    a = np.arange(n).astype(NP_STORAGE[name])
+    out = (t(a) == t(a)) if name == "bool" else t(a) + t(a)
+    out.realize()
+    tail = _bytes_after(out)
+    assert tail and tail == b"\xff" * len(tail), f"{name}[{n}]: a kernel wrote past the end of its output"
+    assert_exact(out, a == a if name == "bool" else a + a, name)
+
+def test_neighbouring_buffers_stay_intact():
+  keep = [Tensor(np.full(n, 7, np.float32)).realize() for n in (3, 13, 29)]
+  outs = [(Tensor(np.arange(n, dtype=np.float32)) * 2).realize() for n in (3, 13, 29) for _ in range(3)]
+  for k, n in zip(keep, (3, 13, 29)): np.testing.assert_array_equal(k.numpy(), np.full(n, 7, np.float32))
+  for o in outs: np.testing.assert_array_equal(o.numpy(), np.arange(o.shape[0]) * 2)
+
+def test_odd_sized_output_split_over_threads():
+  # 3000 rows of 45: the outer loop is split over the thread pool and every row ends in a masked iteration
+  a = np.arange(3000 * 45, dtype=np.float32).reshape(3000, 45)
+  np.testing.assert_array_equal((t(a) * 2 + 1).numpy(), a * 2 + 1)
+  np.testing.assert_array_equal(t(a).max(1).numpy(), a.max(1))
+
+def test_13x13_conv_and_width_10_reduce_are_vectorised(capsys):
+  x, w = Tensor(np.ones((2, 3, 15, 15), np.float32)), Tensor(np.ones((4, 3, 3, 3), np.float32))
+  logits = Tensor(np.ones((32, 10), np.float32))
+  with Context(DEBUG=4):
+    conv = x.conv2d(w).realize()
+    s = logits.sum(1).realize()
+  out = capsys.readouterr().out
+  assert "r_2_4_13_13_3_3_3: vector=('global', 16)" in out  # 13 output columns = 16 lanes, 3 masked
+  assert "r_32_10: vector=('reduce', 16)" in out
+  assert "llvm.masked.store.v16f32" in out and "llvm.masked.load.v16f32" in out
+  np.testing.assert_array_equal(conv.numpy(), np.full((2, 4, 13, 13), 27, np.float32))
+  np.testing.assert_array_equal(s.numpy(), np.full(32, 10, np.float32))
+
+def test_stride_2_conv_reads_rows_with_wide_loads(capsys):
+  # 13 outputs per row read inputs 2 apart: one masked 32-wide load and a shuffle, not 16 scalar loads
+  x, w = Tensor(np.ones((1, 2, 27, 27), np.float32)), Tensor(np.ones((3, 2, 3, 3), np.float32))
+  with Context(DEBUG=4): out = x.conv2d(w, stride=2).realize()
+  ir = capsys.readouterr().out
+  assert "r_3_13_13_2_3_3: vector=('global', 16)" in ir and "llvm.masked.load.v32f32" in ir and "extractelement" not in ir
+  np.testing.assert_array_equal(out.numpy(), np.full((1, 3, 13, 13), 18, np.float32))
+
+@examples(20)
+@given(name=st.sampled_from(["int32", "uint8", "int64"]), cols=SIZES, c=st.integers(1, 9), data=st.data())
+def test_int_division_by_constant_in_lanes_matches_python(name, cols, c, data):
+  # x // c and x % c on 32-bit-bounded values run as 32-bit vector ops (codegen/llvmir.py i32_divmod)
+  a = ints(data, (3, cols), name, -100, 100)
+  assert_exact(t(a) // c, np.floor_divide(a, c), name)
+  assert_exact(t(a) % c, np.mod(a, c), name)
+
+@examples(15)
+@given(name=st.sampled_from(DTYPES), rows=SIZES, cols=SIZES, data=st.data())
+def test_transposed_operand_gathers_masked_lanes(name, rows, cols, data):
+  # a.T's lanes are `rows` elements apart: a per-lane gather whose invalid lanes must read inside the buffer
+  a, b = ints(data, (cols, rows), name), ints(data, (rows, cols), name)
+  if name == "bool": assert_exact(t(a).T ^ t(b), a.T ^ b, name)
+  else: assert_exact(t(a).T * t(b), a.T * b, name)
+
+def test_nested_reduce_keeps_one_lane_width():
+  # the row max (16 lanes over 10) sits inside the sum over 6 rows: the sum must stay scalar, not 8 lanes of its own
+  a = np.arange(5 * 6 * 10, dtype=np.float32).reshape(5, 6, 10) % 17
+  np.testing.assert_array_equal(t(a).max(-1).sum(-1).numpy(), a.max(-1).sum(-1))
+
+def test_load_whose_index_loses_the_lane_is_one_scalar_read():
+  # column r of the (3, 40) view reads a[r // 16]: 16 lanes in a masked loop of 40, yet one address per iteration
+  a = np.arange(2 * 3, dtype=np.float32).reshape(2, 3, 1)
+  v = t(a).expand(2, 3, 16).reshape(2, 48)[:, :40] + 1
+  np.testing.assert_array_equal(v.numpy(), np.broadcast_to(a, (2, 3, 16)).reshape(2, 48)[:, :40] + 1)
+
+def test_padded_row_is_one_masked_load(capsys):
+  # a PAD inside the kernel: the lanes left of and right of the source row are masked off, not clamped lane by lane
+  a = np.arange(7 * 37, dtype=np.float32).reshape(7, 37)
+  with Context(DEBUG=4): out = (t(a).pad(((0, 0), (3, 5))) * 2).realize()
+  ir = capsys.readouterr().out
+  assert "llvm.masked.load.v16f32" in ir and "extractelement" not in ir
+  np.testing.assert_array_equal(out.numpy(), np.pad(a, ((0, 0), (3, 5))) * 2)
