@@ -56,6 +56,13 @@ class Cfg:
 
 # ----------------------------------------------------------------------------- timing helpers
 
+QUIESCE_S = 0.5  # BLAS / OpenMP worker threads of the library measured before spin for a while after its last call
+
+def quiesce() -> None:
+  """Pause before a measurement so worker threads left spinning by the previous one (numpy's OpenBLAS after a
+  correctness check, torch's OpenMP pool) have parked and do not take cores from the library being timed."""
+  time.sleep(QUIESCE_S)
+
 def median_time(fn, cfg: Cfg, warmup: int | None = None, repeats: int | None = None, budget: float | None = None):
   """Run fn() `warmup` times, then time it up to `repeats` times (stopping early after `budget`
   seconds once 3 samples exist, or once one sample exceeds 2x budget). Returns (median_s, samples, last)."""
@@ -64,6 +71,7 @@ def median_time(fn, cfg: Cfg, warmup: int | None = None, repeats: int | None = N
   budget = cfg.budget if budget is None else budget
   last = None
   for _ in range(warmup): last = fn()
+  quiesce()
   samples: list[float] = []
   start = time.perf_counter()
   while len(samples) < repeats:
@@ -77,6 +85,7 @@ def median_time(fn, cfg: Cfg, warmup: int | None = None, repeats: int | None = N
 def batched_time(fn, iters: int, batch: int = 50):
   """Median per-call time of a very cheap fn, timed in batches of `batch` calls."""
   for _ in range(10): fn()
+  quiesce()
   per_call = []
   for _ in range(max(3, iters // batch)):
     t0 = time.perf_counter()
