@@ -1057,7 +1057,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     x = self.cast(to_dtype(dtype)) if dtype is not None else self._float()
     m = x - x._reduce(Ops.MAX, axis, True, "softmax").detach()  # no empty-axis error: the result is empty then
     e = m.exp()
-    return e / e.sum(axis, keepdim=True)
+    return e * e.sum(axis, keepdim=True).reciprocal()  # one division per row, a multiply per element
   def log_softmax(self, axis: int = -1, dtype=None) -> Tensor:
     x = self.cast(to_dtype(dtype)) if dtype is not None else self._float()
     m = x - x._reduce(Ops.MAX, axis, True, "log_softmax").detach()
