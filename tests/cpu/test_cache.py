@@ -1,6 +1,5 @@
 """The disk cache of object code: warm runs compile nothing; a broken cache never breaks a run."""
 import os, subprocess, sys, json, pathlib
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROG = """

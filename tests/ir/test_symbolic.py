@@ -1,5 +1,4 @@
 """Symbolic simplification of index arithmetic and constant folding (codegen.symbolic)."""
-import pytest
 from hypothesis import given, settings, strategies as st
 from tinygrad.uop import UOp, Ops, RangeArg
 from tinygrad.dtype import dtypes

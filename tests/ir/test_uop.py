@@ -1,5 +1,4 @@
 """The UOp IR: hash-consing, immutability, shapes and value bounds (no device needed)."""
-import pytest
 from tinygrad.uop import UOp, Ops, ReduceArg, RangeArg
 from tinygrad.dtype import dtypes
 

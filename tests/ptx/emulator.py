@@ -299,7 +299,6 @@ class Kernel:
     mods = opc[1:]
     dty, sty = mods[-2], mods[-1]
     rnd = mods[0] if len(mods) == 3 else None
-    sreg = "b16" if sty in ("f16", "bf16") else sty
     if sty == "bf16": raise PTXEmuError("cvt from bf16 is not emitted")
     v = rd(ops[1], sty if sty != "bf16" else "b16")
     if dty[0] in "su" and sty[0] in "su":

@@ -3,7 +3,7 @@ assembled by ptxas (syntax, types, undeclared registers); a subset also runs in 
 (tests/ptx/emulator.py) and must match the CPU backend (GPU index mapping, guards, casts, NaN and integer semantics).
 Kernel ASTs are taken from the scheduler without running anything: normalize + create_schedule."""
 from __future__ import annotations
-import math, os, shutil, subprocess, sys, tempfile, glob
+import math, os, shutil, subprocess, tempfile, glob
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
