@@ -155,3 +155,16 @@ def test_deep_graph_does_not_hit_the_recursion_limit():
     norm, bufs, _ = normalize([y.uop])
     assert len(bufs) == 1
   finally: sys.setrecursionlimit(limit)
+
+def test_packed_matmul_matches_numpy():
+  # a right operand larger than L2 (1024 x 544 float32) is copied into contiguous 32-column panels first: 2 kernels
+  g = np.random.default_rng(2)
+  a, b = g.standard_normal((256, 1024)).astype(np.float32), g.standard_normal((1024, 544)).astype(np.float32)
+  x, w = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
+  x.realize(); w.realize()
+  out = x @ w
+  assert kernels(out) == 2
+  np.testing.assert_allclose(out.numpy(), a @ b, rtol=1e-4, atol=1e-3)
+  out.sum().backward()
+  np.testing.assert_allclose(w.grad.numpy(), a.sum(0)[:, None].repeat(544, 1), rtol=1e-4, atol=1e-3)
+  np.testing.assert_allclose(x.grad.numpy(), b.sum(1)[None, :].repeat(256, 0), rtol=1e-4, atol=1e-3)
