@@ -125,3 +125,14 @@ def test_tensor_assigned_between_calls_is_read_on_replay():
   for k in range(1, 6):
     lr.assign(Tensor([float(k)])).realize()
     np.testing.assert_equal(f(Tensor([2.0, 3.0])).numpy(), [2.0 * k, 3.0 * k])
+
+def test_returned_views_are_replayed():
+  w = Tensor(np.arange(12, dtype=np.float32).reshape(3, 4)).realize()
+  def fn(x):
+    y = (x * w).realize()  # the returned values are views of a buffer the function computed
+    return y.T, y[1:, ::2]
+  f = TinyJit(fn)
+  for k in range(4):
+    a, b = f(Tensor.full((3, 4), float(k)))
+    np.testing.assert_equal(a.numpy(), (k * w.numpy()).T)
+    np.testing.assert_equal(b.numpy(), (k * w.numpy())[1:, ::2])

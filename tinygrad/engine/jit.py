@@ -132,6 +132,10 @@ class TinyJit(Generic[R]):
     try:
       out = self.fn(*args, **kwargs)
       Tensor.realize_all(_flat_leaves(out, Tensor) + list(rec.state) + _PENDING)
+      for t in _flat_leaves(out, Tensor):  # a returned view (x.topk(2)[1], y.T) is copied into a buffer of its own
+        if (b := _whole_buffer(t.uop)) is None or b.size != t.numel():
+          t.uop = t.contiguous().uop  # not replace(): the copy is an output, not state the function updates
+          t.realize()
     finally: _realize.recording = None
     arg_bufs = [_buffer_of(t) for t in tensors]
     slot: dict[Buffer, int] = {}
