@@ -81,7 +81,7 @@ class Splitter:
       else:
         b = _realized_buffer(u, dev)
         shards = tuple(b if d == dev else _copy(b, d) for d in self.devices)
-      p = Sharded(shards, MultiArg(None, self.devices, ((0, u.shape[arg.axis] if arg.axis is not None else 0),) * len(self.devices)))
+      p = Sharded(shards, MultiArg(None, self.devices, ((0, 0),) * len(self.devices)))
     if p.arg.axis == arg.axis: return p.shards
     # a replicated operand meets a sharded one: each device keeps its shard's range
     return tuple(_shrink_axis(s, arg.axis, b) for s, b in zip(p.shards, arg.bounds))

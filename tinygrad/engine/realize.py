@@ -179,24 +179,25 @@ def run_kernel(ck: CompiledKernel | BufferCopy, bufs: list[Buffer], dev) -> None
     print(f"{colored(f'k{GlobalCounters.kernel_count:<4}', 'green')} {ck.name:<24} fused: {ck.ops:<32} {et*1e3:8.3f} ms "
           f"{ck.flops/et*1e-9:8.2f} GFLOP/s {ck.nbytes/et*1e-9:8.2f} GB/s")
 
+def lookup_plan(norm: tuple[UOp, ...], n_inputs: int, device: str) -> tuple[ExecPlan, bool]:
+  """The plan for a normalised graph from the plan cache, built on a miss; and whether it was a hit."""
+  if (plan := plan_cache.get((norm, device))) is not None:
+    stats["plan_hits"] += 1
+    return plan, True
+  plan = plan_cache[(norm, device)] = make_plan(norm, n_inputs, device)
+  stats["plans"] += 1
+  return plan, False
+
 def plan_for(roots: list[UOp], device: str) -> tuple[ExecPlan, list[Buffer]]:
   """The execution plan computing roots on device (from the plan cache when the graph was seen) and its inputs."""
   norm, inputs, _ = normalize(roots)
-  if (plan := plan_cache.get((norm, device))) is None:
-    plan = plan_cache[(norm, device)] = make_plan(norm, len(inputs), device)
-  return plan, inputs
+  return lookup_plan(norm, len(inputs), device)[0], inputs
 
 def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
   """Compute every root on `device`; returns for each the UOp to use from now on (a view of a realized buffer)."""
   if not roots: return []
   norm, inputs, memo = normalize(roots)
-  if (plan := plan_cache.get((norm, device))) is None:
-    plan = plan_cache[(norm, device)] = make_plan(norm, len(inputs), device)
-    stats["plans"] += 1
-    hit = False
-  else:
-    stats["plan_hits"] += 1
-    hit = True
+  plan, hit = lookup_plan(norm, len(inputs), device)
   if DEBUG >= 1: print(f"realize on {device}: {len(plan.kernels)} kernel{'s' if len(plan.kernels) != 1 else ''}{' (plan cache hit)' if hit else ''}")
   bufs = run_plan(plan, inputs, device)
   if recording is not None:
