@@ -13,7 +13,9 @@ class Block:
   rng: UOp | None                        # the RANGE this block loops over; None for the function body
   items: list = field(default_factory=list)   # UOps and nested Blocks, in execution order
 
-INLINE = {Ops.CONST, Ops.RANGE, Ops.LANE, Ops.DEFINE_GLOBAL, Ops.SINK, Ops.VECTORIZE}
+# not placed in any block; a RANGE's source (a symbolic end) is still computed before the loop: nodes in the loop look
+# through the RANGE to it, so their block depends on it
+INLINE = {Ops.CONST, Ops.RANGE, Ops.LANE, Ops.DEFINE_GLOBAL, Ops.DEFINE_VAR, Ops.SINK, Ops.VECTORIZE}
 
 def linearize(sink: UOp, loop_order: tuple[UOp, ...] | None = None) -> Block:
   """loop_order: the global loops from outermost to innermost (default: by id)."""

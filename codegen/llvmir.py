@@ -54,9 +54,11 @@ class LLVMRenderer:
     self.allocas: list[str] = []
     self.cur_block = "body"
     self.thread_range = thread_range
-    for p in params: self.names[p] = f"%data{p.arg.index}"
+    bufs, variables = [p for p in params if p.op is Ops.DEFINE_GLOBAL], [p for p in params if p.op is Ops.DEFINE_VAR]
+    for p in bufs: self.names[p] = f"%data{p.arg.index}"
+    for i, v in enumerate(variables): self.names[v] = f"%var{i}"
     self.block(prog)
-    args = ", ".join(f"ptr noalias align 16 %data{p.arg.index}" for p in params) + ", i64 %start, i64 %end"
+    args = ", ".join([f"ptr noalias align 16 %data{p.arg.index}" for p in bufs] + [f"i64 %var{i}" for i in range(len(variables))]) + ", i64 %start, i64 %end"
     body = "\n".join(["entry:"] + self.allocas + ["  br label %body", "body:"] + self.lines + ["  ret void"])
     attrs = f'attributes #0 = {{ nounwind "min-legal-vector-width"="{self.vector_bits}" "prefer-vector-width"="{self.vector_bits}" }}'
     return "\n".join(sorted(self.decls)) + f"\n\ndefine void @{name}({args}) #0 {{\n{body}\n}}\n{attrs}\n"
@@ -91,11 +93,11 @@ class LLVMRenderer:
   def loop(self, b: Block) -> None:
     r = b.rng
     i = r.arg.id
-    start, end = ("%start", "%end") if r is self.thread_range else ("0", str(r.arg.end))
+    start, end = ("%start", "%end") if r is self.thread_range else ("0", self.val(r.src[0]) if r.src else str(r.arg.end))
     pre, hdr, ext = self.cur_block, f"loop{i}", f"exit{i}"
-    if r is self.thread_range:  # an empty [start, end) must not run the body once
+    if r is self.thread_range or r.src:  # an empty [start, end) (a symbolic size can be 0) must not run the body once
       guard = self.tmp()
-      self.emit(f"{guard} = icmp slt i64 %start, %end")
+      self.emit(f"{guard} = icmp slt i64 {start}, {end}")
       self.emit(f"br i1 {guard}, label %{hdr}, label %{ext}")
     else: self.emit(f"br label %{hdr}")
     self.lines.append(f"{hdr}:")

@@ -18,7 +18,7 @@ class NeedsRealize(Exception):
 @dataclass(frozen=True)
 class GlobalArg:
   index: int
-  size: int   # elements
+  size: int | UOp   # elements; an index expression of DEFINE_VARs for a buffer of symbolic size
 
 def strides_for(shape: tuple[int, ...]) -> tuple[int, ...]:
   out, acc = [], 1
@@ -66,8 +66,8 @@ class Lowerer:
     if (r := self.simplified.get(idx)) is None: r = self.simplified[idx] = graph_rewrite(idx, pm_symbolic)
     return r
 
-  def new_range(self, end: int, kind: str, parent: UOp | None) -> UOp:
-    r = UOp(Ops.RANGE, dtypes.index, (), RangeArg(self.n_ranges, end, kind))
+  def new_range(self, end: int | UOp, kind: str, parent: UOp | None) -> UOp:
+    r = UOp(Ops.RANGE, dtypes.index, (end,) if isinstance(end, UOp) else (), RangeArg(self.n_ranges, end, kind))
     self.n_ranges += 1
     self.parent[r] = parent
     return r
@@ -90,9 +90,12 @@ class Lowerer:
       val = self.eval_src(out, tuple(idx))
       bufs.append(buf := UOp(Ops.DEFINE_GLOBAL, out.dtype, (), GlobalArg(i, out.size)))
       stores.append(UOp(Ops.STORE, dtypes.void, (buf, flat_index(tuple(idx), shape), val)))
-    # the SINK's arg lists every parameter, so one the simplifier made unused still keeps its place in the signature
+    # the SINK's arg lists every parameter, so one the simplifier made unused still keeps its place in the signature;
+    # the values of symbolic dimensions (DEFINE_VAR, by name) follow the buffers
     params = tuple(bufs) + tuple(UOp(Ops.DEFINE_GLOBAL, u.dtype, (), GlobalArg(i, u.size)) for u, i in self.inputs.items())
-    return UOp(Ops.SINK, dtypes.void, tuple(stores), params)
+    sizes = [p.arg.size for p in params if isinstance(p.arg.size, UOp)]
+    variables = {x for u in stores + sizes for x in u.toposort() if x.op is Ops.DEFINE_VAR}
+    return UOp(Ops.SINK, dtypes.void, tuple(stores), params + tuple(sorted(variables, key=lambda v: v.arg.name)))
 
   def load(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
     if u not in self.inputs: self.inputs[u] = len(self.inputs) + len(self.outs)
@@ -133,7 +136,7 @@ class Lowerer:
 
   def _eval(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
     op = u.op
-    if op is Ops.CONST: return u
+    if op in (Ops.CONST, Ops.DEFINE_VAR): return u
     if op is Ops.IOTA: return idx[0].cast(u.dtype)
     if op in ELEMENTWISE: return UOp(op, u.dtype, tuple(self.eval(s, idx) for s in u.src), u.arg)
     if op in (Ops.DETACH, Ops.CONTIGUOUS_BACKWARD, Ops.CONTIGUOUS, Ops.COPY): return self.eval(u.src[0], idx)

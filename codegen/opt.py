@@ -232,10 +232,10 @@ def guard_loads(sink: UOp) -> UOp:
     if len(u.src) == 3: return None
     buf, idx = u.src
     n, lanes = buf.arg.size, u.dtype.count
-    if n == 0: return u.const_like(0) if lanes == 1 else UOp.const(u.dtype, 0)
+    if isinstance(n, int) and n == 0: return u.const_like(0) if lanes == 1 else UOp.const(u.dtype, 0)
     stride = u.arg.stride if isinstance(u.arg, Strided) else 1 if lanes > 1 and not _is_vec(idx) else 0
     lo, hi = idx.vmin, idx.vmax + stride * (lanes - 1)
-    if lo >= 0 and hi < n: return None
+    if lo >= 0 and hi < (n if isinstance(n, int) else n.vmin): return None  # a symbolic size: in bounds for every value
     if stride == 1:  # one masked vector load: the lanes outside the buffer read nothing  test_padded_row_is_one_masked_load
       i = idx + UOp(Ops.LANE, dtypes.index.vec(lanes), (), lanes)
       inside = i < n if lo >= 0 else i >= 0 if hi < n else (i >= 0).logical_and(i < n)
@@ -248,11 +248,20 @@ def guard_loads(sink: UOp) -> UOp:
 
 def kernel_name(sink: UOp) -> str:
   glob, red = _ranges(sink, "global"), _ranges(sink, "reduce")
-  dims = [str(r.arg.end) for r in glob] + [str(r.arg.end) for r in red]
+  dims = [_dim_name(r.arg.end) for r in glob] + [_dim_name(r.arg.end) for r in red]
   return ("r_" if red else "E_") + ("_".join(dims) if dims else "1")
 
+def _dim_name(end: int | UOp) -> str:
+  """A loop size in a kernel name: the number, or for a symbolic size its Variables' names."""
+  if isinstance(end, int): return str(end)
+  return "".join(sorted(x.arg.name for x in end.toposort() if x.op is Ops.DEFINE_VAR)).replace("_", "")
+
+def _upper(x: int | UOp) -> int: return x if isinstance(x, int) else x.vmax
+
 def optimize(sink: UOp, max_lanes: int, threads: int, noopt: bool) -> tuple[UOp, KernelInfo]:
+  """A kernel with symbolic loop sizes is not vectorised or upcast: those choices depend on the sizes."""
   name = kernel_name(sink)
+  noopt = noopt or any(p.op is Ops.DEFINE_VAR for p in sink.arg)
   sink = graph_rewrite(sink, pm_symbolic + pm_fold_onehot, name="simplify")
   sink = graph_rewrite(sink, pm_promote_half)
   vec = None if noopt else choose_vector_axis(sink, max_lanes)
@@ -267,7 +276,7 @@ def optimize(sink: UOp, max_lanes: int, threads: int, noopt: bool) -> tuple[UOp,
   glob = _ranges(sink, "global")
   loops = [u for u in sink.toposort() if u.op is Ops.RANGE]
   work = prod(r.arg.end for r in loops) * (vec[2] if vec else 1)
-  thread_range = glob[0] if glob and threads > 1 and glob[0].arg.end > 1 else None
+  thread_range = glob[0] if glob and threads > 1 and _upper(glob[0].arg.end) > 1 else None
   return sink, KernelInfo(name, (vec[1], vec[2]) if vec else None, thread_range, loop_order(sink, glob), work)
 
 L2_BYTES = 1 << 19  # a conservative per-core L2 share: operands larger than this are streamed from L3 or memory
@@ -280,5 +289,5 @@ def loop_order(sink: UOp, glob: list[UOp]) -> tuple[UOp, ...]:
   outer = glob[0]
   loads = [ld for red in sink.toposort() if red.op is Ops.REDUCE for ld in red.src[0].toposort() if ld.op is Ops.LOAD]
   reread = {ld.src[0] for ld in loads if outer not in ld.src[1].ranges}
-  if sum(b.arg.size * b.dtype.itemsize for b in reread) <= L2_BYTES: return tuple(glob)
+  if sum(_upper(b.arg.size) * b.dtype.itemsize for b in reread) <= L2_BYTES: return tuple(glob)
   return tuple(glob[1:]) + (outer,)

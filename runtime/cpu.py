@@ -93,8 +93,9 @@ class LLVMCompiler:
     return self.tm.emit_assembly(mod)
 
 class CPUProgram:
-  """A loaded kernel: fn(buf0, buf1, ..., start, end) over the outermost loop's [start, end)."""
-  def __init__(self, compiler: LLVMCompiler, name: str, obj: bytes, nbufs: int):
+  """A loaded kernel: fn(buf0, buf1, ..., var0, ..., start, end) over the outermost loop's [start, end); the int64
+  vars are the values of the kernel's symbolic dimensions."""
+  def __init__(self, compiler: LLVMCompiler, name: str, obj: bytes, nbufs: int, nvars: int = 0):
     llvm = compiler.llvm
     self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), compiler.tm)
     self.objfile = llvm.ObjectFileRef.from_data(obj)  # must outlive the engine that links it
@@ -102,7 +103,7 @@ class CPUProgram:
     self.engine.finalize_object()
     addr = self.engine.get_function_address(name)
     if not addr: raise RuntimeError(f"CPU: kernel {name} not found in its object code")
-    self.fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nbufs), ctypes.c_int64, ctypes.c_int64)(addr)
+    self.fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nbufs), *([ctypes.c_int64] * nvars), ctypes.c_int64, ctypes.c_int64)(addr)
     self.name = name
 
 class ThreadPool:
@@ -136,7 +137,7 @@ class CPUDevice:
     if self._compiler is None: self._compiler = _shared_compiler()
     return self._compiler
   def alloc(self, nbytes: int) -> CPUBuffer: return CPUBuffer(nbytes)
-  def load(self, name: str, obj: bytes, nbufs: int) -> CPUProgram: return CPUProgram(self.compiler, name, obj, nbufs)
+  def load(self, name: str, obj: bytes, nbufs: int, nvars: int = 0) -> CPUProgram: return CPUProgram(self.compiler, name, obj, nbufs, nvars)
   def run(self, prog: CPUProgram, ptrs: list[int], outer: int, work: int, threaded: bool) -> None:
     if not threaded or self.threads == 1 or work < self.PARALLEL_WORK or outer < 2:
       prog.fn(*ptrs, 0, outer)

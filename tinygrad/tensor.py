@@ -2,7 +2,7 @@
 from __future__ import annotations
 import math, itertools, pathlib
 from typing import Any, Callable, ClassVar, Sequence
-from tinygrad.uop import UOp, Ops, ReduceArg, BufferRef, WindowArg
+from tinygrad.uop import UOp, Ops, ReduceArg, BufferRef, WindowArg, sym_eval, sym_canon
 from tinygrad.dtype import DType, dtypes, ConstType, least_upper_dtype, least_upper_float, to_dtype
 from tinygrad.device import Device, Buffer
 from tinygrad.helpers import prod, ceildiv
@@ -13,6 +13,17 @@ from tinygrad.engine import realize as _realize
 def _shape_arg(shape: tuple) -> tuple:
   """Accept f(2, 3) and f((2, 3))."""
   return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
+
+def _is_dim(s) -> bool:
+  """A dimension size: a non-negative int, or a symbolic size (an expression of bound Variables)."""
+  return (isinstance(s, int) and not isinstance(s, bool) and s >= 0) or (isinstance(s, UOp) and s.dtype == dtypes.index)
+
+def _canon_shape(shape: tuple) -> tuple:
+  return shape if all(type(s) is int for s in shape) else tuple(sym_canon(s) for s in shape)
+
+def _concrete(shape: tuple) -> tuple[int, ...]:
+  """shape with every symbolic size replaced by its bound value."""
+  return tuple(sym_eval(s) for s in shape)
 
 def _broadcast_shape(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
   nd = max(len(s) for s in shapes)
@@ -196,17 +207,21 @@ class Tensor(MovementMixin, ProcessingMixin):
   def schedule_linear(self, *lst: Tensor) -> list:
     """The kernels realize() would run for these tensors, in order, without running them: a list of
     (CompiledKernel or BufferCopy, the buffers it reads and writes, output first). Compiles what is not cached."""
-    from tinygrad.engine.realize import plan_for
+    from tinygrad.engine.realize import plan_for, new_buffers
     out = []
     for t in (self, *lst):
       if _is_buffer(_resolved(t.uop)) or isinstance(t.device, tuple): continue
-      plan, inputs = plan_for([t.uop], t.device)
-      slots = inputs + [Buffer(t.device, size, dt) for size, dt in plan.new_bufs]
+      plan, inputs, var_vals = plan_for([t.uop], t.device)
+      slots = inputs + new_buffers(plan, t.device, var_vals)
       out += [(ck, [slots[i] for i in s]) for ck, s in plan.kernels]
     return out
   def linear_with_vars(self, *lst: Tensor) -> tuple[list, dict]:
-    """schedule_linear and the values of the symbolic variables it uses (none: shapes are concrete here)."""
-    return self.schedule_linear(*lst), {}
+    """schedule_linear and the values of the Variables its kernels take (the bound symbolic dimensions)."""
+    from tinygrad.engine.realize import plan_for
+    var_vals: dict = {}
+    for t in (self, *lst):
+      if not _is_buffer(_resolved(t.uop)) and not isinstance(t.device, tuple): var_vals.update(plan_for([t.uop], t.device)[2])
+    return self.schedule_linear(*lst), var_vals
   def _buffer(self) -> Buffer:
     """The realized, contiguous buffer holding this tensor's elements in order."""
     if isinstance(self.device, tuple): return self.to(self.device[0])._buffer()
@@ -214,8 +229,8 @@ class Tensor(MovementMixin, ProcessingMixin):
     if not _is_buffer(u := _resolved(self.uop)): u = _resolved(self.contiguous().realize().uop)
     return (u if u.op is Ops.BUFFER else u.src[0]).arg.buf
   def numpy(self):
-    """The values as a new numpy array (a copy)."""
-    return self._buffer().numpy().reshape(self.shape)
+    """The values as a new numpy array (a copy); symbolic sizes take their bound values."""
+    return self._buffer().numpy().reshape(_concrete(self.shape))
   def item(self) -> ConstType:
     if self.numel() != 1: raise ValueError(f"item: a Tensor with {self.numel()} elements cannot be converted to a Python scalar (shape {self.shape})")
     return self._pyvalues().reshape(()).item()
@@ -294,8 +309,8 @@ class Tensor(MovementMixin, ProcessingMixin):
   # ---------------------------------------------------------------- creation
   @staticmethod
   def full(shape: tuple[int, ...] | int, fill_value: ConstType, dtype: DType | str | None = None, device: str | None = None, **kw) -> Tensor:
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    if any(not isinstance(s, int) or s < 0 for s in shape): raise ValueError(f"full: shape {shape} must be non-negative integers")
+    shape = (shape,) if isinstance(shape, (int, UOp)) else _canon_shape(tuple(shape))
+    if not all(_is_dim(s) for s in shape): raise ValueError(f"full: shape {shape} must be non-negative integers or bound Variables")
     dt = to_dtype(dtype) if dtype is not None else dtypes.from_py(fill_value)
     return Tensor._wrap(_const_view(dt, fill_value, shape), _canonical(device), kw.get("requires_grad"))
   @staticmethod
@@ -415,9 +430,14 @@ class Tensor(MovementMixin, ProcessingMixin):
     if not -max(nd, 1) <= axis < max(nd, 1): raise IndexError(f"{op}: axis {axis} is out of range for shape {self.shape} (valid: {-max(nd, 1)}..{max(nd, 1) - 1})")
     return axis + nd if axis < 0 else axis
   def reshape(self, shape, *args) -> Tensor:
-    shape = tuple(self.shape[i] if s is None else s for i, s in enumerate(_shape_arg((shape,) + args)))
+    shape = _canon_shape(tuple(self.shape[i] if s is None else s for i, s in enumerate(_shape_arg((shape,) + args))))
     if sum(1 for s in shape if s == -1) > 1: raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
-    if any(not isinstance(s, int) or s < -1 for s in shape): raise ValueError(f"reshape: invalid shape {shape}")
+    if not all(s == -1 or _is_dim(s) for s in shape): raise ValueError(f"reshape: invalid shape {shape}")
+    if any(isinstance(s, UOp) for s in self.shape + shape):  # symbolic: the sizes must agree for the bound values
+      if -1 in shape: raise ValueError(f"reshape: -1 cannot be combined with symbolic sizes, got {shape} for {self.shape}")
+      if sym_eval(prod(shape)) != sym_eval(self.numel()):
+        raise ValueError(f"reshape: cannot reshape {self.shape} ({sym_eval(self.numel())} elements) to {shape} ({sym_eval(prod(shape))} elements)")
+      return self if shape == self.shape else self._new(UOp(Ops.RESHAPE, self.dtype, (self.uop,), shape))
     if -1 in shape:
       known = prod(s for s in shape if s != -1)
       if known == 0 or self.numel() % known: raise ValueError(f"reshape: cannot reshape {self.shape} ({self.numel()} elements) to {shape}")
@@ -435,7 +455,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     if sorted(order) != list(range(self.ndim)): raise ValueError(f"permute: {order} is not a permutation of the {self.ndim} axes of {self.shape}")
     return self if order == tuple(range(self.ndim)) else self._new(UOp(Ops.PERMUTE, self.dtype, (self.uop,), order))
   def expand(self, shape, *args) -> Tensor:
-    shape = _shape_arg((shape,) + args)
+    shape = _canon_shape(_shape_arg((shape,) + args))
     if len(shape) < self.ndim: raise ValueError(f"expand: cannot expand {self.shape} to fewer dimensions {shape}")
     src = (1,) * (len(shape) - self.ndim) + self.shape
     new = tuple(s if n == -1 else n for s, n in zip(src, shape))
@@ -449,7 +469,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     if len(arg) != self.ndim: raise ValueError(f"shrink: {len(arg)} ranges for {self.ndim} dims of {self.shape}")
     arg = tuple((0, s) if a is None else tuple(a) for a, s in zip(arg, self.shape))
     for (b, e), s in zip(arg, self.shape):
-      if not 0 <= b <= e <= s: raise ValueError(f"shrink: range {(b, e)} does not fit in a dimension of size {s} (shape {self.shape})")
+      if not 0 <= sym_eval(b) <= sym_eval(e) <= sym_eval(s): raise ValueError(f"shrink: range {(b, e)} does not fit in a dimension of size {s} (shape {self.shape})")
     if all(a == (0, s) for a, s in zip(arg, self.shape)): return self
     if self._on_disk():  # a byte range of a disk buffer is a new buffer view (runtime/disk.py)
       from runtime import disk
@@ -463,9 +483,10 @@ class Tensor(MovementMixin, ProcessingMixin):
     else:
       if len(padding) != self.ndim: raise ValueError(f"pad: {len(padding)} (before, after) pairs for {self.ndim} dims of {self.shape}")
       pairs = [(0, 0) if p is None else tuple(p) for p in padding]
-    # negative padding crops
-    x = self.shrink(tuple((max(0, -b), s - max(0, -a)) for (b, a), s in zip(pairs, self.shape)))
-    pos = tuple((max(0, b), max(0, a)) for b, a in pairs)
+    # negative padding crops (a symbolic padding is never negative)
+    def crop(v): return max(0, -v) if isinstance(v, int) else 0
+    x = self.shrink(tuple((crop(b), s - crop(a)) for (b, a), s in zip(pairs, self.shape)))
+    pos = tuple((b + crop(b), a + crop(a)) for b, a in pairs)
     if all(p == (0, 0) for p in pos): return x
     out = x._new(UOp(Ops.PAD, x.dtype, (x.uop,), pos))
     if value == 0: return out
@@ -667,8 +688,10 @@ class Tensor(MovementMixin, ProcessingMixin):
   def _broadcasted(self, y, reverse: bool = False, op: str = "op", match_dtype: bool = True) -> tuple[Tensor, Tensor]:
     x: Tensor = self
     if not isinstance(y, Tensor):
-      if isinstance(y, UOp): raise TypeError(f"{op}: cannot combine a Tensor with a UOp")
-      if not isinstance(y, (bool, int, float)):
+      if isinstance(y, UOp):  # a symbolic size (mean over a Variable-sized axis): its bound value, computed in the kernel
+        if y.dtype != dtypes.index: raise TypeError(f"{op}: cannot combine a Tensor with a UOp")
+        y = Tensor._wrap(y.cast(x.dtype if dtypes.is_float(x.dtype) else dtypes.default_int), x.device)
+      elif not isinstance(y, (bool, int, float)):
         import numpy as np
         if isinstance(y, (list, tuple, np.ndarray)): y = Tensor(y, device=self.device)
         elif isinstance(y, np.generic): y = y.item()
@@ -1033,11 +1056,11 @@ class Tensor(MovementMixin, ProcessingMixin):
     out_dt = self.dtype if dtypes.is_float(self.dtype) else dtypes.float32
     n = prod(self.shape[a] for a in self._axes("mean", axis))
     s = self.cast(sum_acc_dtype(self.dtype)).sum(axis, keepdim)
-    return (s.cast(least_upper_float(s.dtype)) / n if n else s.cast(least_upper_float(s.dtype)) * math.nan).cast(out_dt)
+    return (s.cast(least_upper_float(s.dtype)) / n if isinstance(n, UOp) or n else s.cast(least_upper_float(s.dtype)) * math.nan).cast(out_dt)
   def var(self, axis=None, keepdim: bool = False, correction: int = 1) -> Tensor:
     sq = (self - self.mean(axis, keepdim=True)).square()
     n = prod(self.shape[a] for a in self._axes("var", axis))
-    return sq.sum(axis, keepdim).div(max(0, n - correction))
+    return sq.sum(axis, keepdim).div((n - correction).maximum(0) if isinstance(n, UOp) else max(0, n - correction))
   def std(self, axis=None, keepdim: bool = False, correction: int = 1) -> Tensor: return self.var(axis, keepdim, correction).sqrt()
   def var_mean(self, axis=None, keepdim: bool = False, correction: int = 1) -> tuple[Tensor, Tensor]:
     return self.var(axis, keepdim, correction), self.mean(axis, keepdim)
@@ -1278,6 +1301,7 @@ PACK_MIN_ROWS = 256     # ... when enough rows of the left operand reuse each pa
 def _packs(x: Tensor, w: Tensor) -> bool:
   """Pack w for x @ w: a plain 2-D float32 matrix stored row-major (its columns are the strided ones), larger than L2."""
   return x.ndim == 2 and w.ndim == 2 and x.dtype == w.dtype == dtypes.float32 and isinstance(w.device, str) and \
+    all(isinstance(s, int) for s in x.shape + w.shape) and \
     w.shape[1] % PACK_COLS == 0 and x.shape[0] >= PACK_MIN_ROWS and w.numel() * 4 > PACK_MIN_BYTES and _is_buffer(_resolved(w.uop))
 
 def _canonical(device: str | tuple[str, ...] | list[str] | None) -> str | tuple[str, ...]:

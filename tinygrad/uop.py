@@ -15,6 +15,7 @@ class Ops(IntEnum):
   # tensor-level leaves and data
   BUFFER = auto(); CONST = auto(); IOTA = auto(); CONTIGUOUS = auto(); COPY = auto(); ASSIGN = auto()
   DETACH = auto(); CONTIGUOUS_BACKWARD = auto(); MULTI = auto()
+  BIND = auto()  # a Variable bound to its value for one realize: src (DEFINE_VAR, CONST); unbound when a graph is normalised
   # movement (never executed: lowered to index arithmetic)
   RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto(); WINDOWS = auto()
   # reduce (tensor level: arg ReduceArg; kernel level: src = (value, *ranges), arg the op)
@@ -66,8 +67,24 @@ class BufferRef:
 @dataclass(frozen=True)
 class RangeArg:
   id: int        # unique within a kernel
-  end: int
+  end: int | UOp  # a symbolic end (an index expression of DEFINE_VARs) is also the RANGE's source, so it is computed first
   kind: str      # "global" (output loop), "reduce", or "split" (vector outer part)
+
+@dataclass(frozen=True)
+class VarArg:
+  """A symbolic dimension: DEFINE_VAR's arg. Its value, between vmin and vmax, is a kernel argument."""
+  name: str
+  vmin: int
+  vmax: int
+
+symbolic_in_use = False  # set by the first bind(): graphs are searched for bound variables only from then on
+
+def Variable(name: str, min_val: int, max_val: int) -> UOp:
+  """A symbolic dimension size, `Variable("n", 1, 64).bind(10)`: one compiled kernel serves every bound value."""
+  if not isinstance(name, str) or not name: raise TypeError(f"Variable: name must be a non-empty str, got {name!r}")
+  if not all(isinstance(v, int) and not isinstance(v, bool) for v in (min_val, max_val)) or not 0 <= min_val <= max_val:
+    raise ValueError(f"Variable {name}: bounds must be ints with 0 <= min <= max, got ({min_val!r}, {max_val!r})")
+  return UOp(Ops.DEFINE_VAR, dtypes.index, (), VarArg(name, min_val, max_val))
 
 def _drop(key) -> None:
   ref = UOp._cache.get(key)
@@ -99,7 +116,35 @@ class UOp:
   def replace(self, **kw) -> UOp:
     return UOp(kw.get("op", self.op), kw.get("dtype", self.dtype), kw.get("src", self.src), kw.get("arg", self.arg))
 
-  def __repr__(self) -> str: return pretty(self)
+  def __repr__(self) -> str: return sym_str(self) if _is_symbolic_int(self) else pretty(self)
+  def __bool__(self) -> bool:
+    """A comparison is true or false only if its bounds say so (`n >= 1` for a Variable n in 1..64); otherwise it
+    cannot be decided before the value is bound, and an `if` on it is an error rather than silently true."""
+    if self.dtype != dtypes.bool: return True
+    lo, hi = self._bounds()
+    if lo == hi: return bool(lo)
+    raise TypeError(f"the symbolic condition {sym_str(self)} depends on a Variable's value and cannot be decided")
+
+  # ---- symbolic dimensions (Variable)
+  def bind(self, val: int) -> UOp:
+    if self.op is not Ops.DEFINE_VAR: raise TypeError(f"bind: only a Variable can be bound, not {self.op}")
+    if not isinstance(val, int) or isinstance(val, bool) or not self.arg.vmin <= val <= self.arg.vmax:
+      raise ValueError(f"bind: {self.arg.name} must be an int in [{self.arg.vmin}, {self.arg.vmax}], got {val!r}")
+    global symbolic_in_use
+    symbolic_in_use = True
+    return UOp(Ops.BIND, dtypes.index, (self, UOp.const(dtypes.index, val)))
+  def unbind(self) -> tuple[UOp, int]:
+    if self.op is not Ops.BIND: raise TypeError(f"unbind: {sym_str(self)} is not a bound Variable")
+    return self.src[0], self.src[1].arg
+  @property
+  def expr(self) -> str:
+    if self.op is Ops.DEFINE_VAR: return self.arg.name
+    if self.op is Ops.BIND: return self.src[0].arg.name
+    return sym_str(self)
+  @property
+  def val(self) -> int:
+    if self.op is not Ops.BIND: raise TypeError(f"val: {sym_str(self)} is not a bound Variable")
+    return self.src[1].arg
 
   # ---- graph walking
   def toposort(self) -> list[UOp]:
@@ -148,10 +193,11 @@ class UOp:
     return UOp(op, out_dtype, srcs)
   def cast(self, dtype: DType) -> UOp: return self if self.dtype == dtype else UOp(Ops.CAST, dtype, (self,))
   def _b(self, x): return x if isinstance(x, UOp) else UOp.const(self.dtype.scalar, x)
-  def __add__(self, x): return self.alu(Ops.ADD, x)
-  def __radd__(self, x): return self._b(x).alu(Ops.ADD, self)
-  def __mul__(self, x): return self.alu(Ops.MUL, x)
-  def __rmul__(self, x): return self._b(x).alu(Ops.MUL, self)
+  # x+0 and x*1 with a Python int stay x, so shapes built with sum()/prod() over symbolic dims stay readable
+  def __add__(self, x): return self if type(x) is int and x == 0 else self.alu(Ops.ADD, x)
+  def __radd__(self, x): return self if type(x) is int and x == 0 else self._b(x).alu(Ops.ADD, self)
+  def __mul__(self, x): return self if type(x) is int and x == 1 else self.alu(Ops.MUL, x)
+  def __rmul__(self, x): return self if type(x) is int and x == 1 else self._b(x).alu(Ops.MUL, self)
   def __sub__(self, x): return self + (-self._b(x) if isinstance(x, UOp) else -x)
   def __rsub__(self, x): return self._b(x) + (-self)
   def __neg__(self): return self.alu(Ops.NEG)
@@ -160,6 +206,8 @@ class UOp:
   def __truediv__(self, x): return self.alu(Ops.FDIV, x)
   def __lt__(self, x): return self.alu(Ops.CMPLT, x)
   def __ge__(self, x): return self.alu(Ops.CMPLT, x).alu(Ops.CMPNE, True)
+  def __gt__(self, x): return self._b(x).alu(Ops.CMPLT, self)
+  def __le__(self, x): return self._b(x).alu(Ops.CMPLT, self).alu(Ops.CMPNE, True)
   def ne(self, x): return self.alu(Ops.CMPNE, x)
   def eq(self, x): return self.ne(x).alu(Ops.CMPNE, True)
   def maximum(self, x): return self.alu(Ops.MAX, x)
@@ -186,10 +234,11 @@ class UOp:
 
 def _bounds(u: UOp) -> tuple[Any, Any]:
   if u.op is Ops.CONST: return u.arg, u.arg
-  if u.op is Ops.RANGE: return 0, u.arg.end - 1
+  if u.op is Ops.RANGE: return 0, (u.arg.end if isinstance(u.arg.end, int) else u.arg.end.vmax) - 1
   if u.op is Ops.LANE: return 0, u.arg - 1
   if u.op is Ops.SPECIAL: return 0, u.arg[1] - 1
-  if u.op is Ops.DEFINE_VAR: return u.arg[1], u.arg[2]
+  if u.op is Ops.DEFINE_VAR: return u.arg.vmin, u.arg.vmax
+  if u.op is Ops.BIND: return u.src[0]._bounds()
   if dtypes.is_int(u.dtype) and u.src:
     s = [x._bounds() for x in u.src]
     if u.op is Ops.ADD: return s[0][0] + s[1][0], s[0][1] + s[1][1]
@@ -213,6 +262,9 @@ def _bounds(u: UOp) -> tuple[Any, Any]:
     if u.op is Ops.AND:
       (a0, a1), (b0, b1) = u.src[0]._bounds(), u.src[1]._bounds()
       return a0 and b0, a1 and b1
+    if u.op is Ops.CMPNE and u.src[0].dtype == dtypes.bool and u.src[1].op is Ops.CONST and u.src[1].arg is True:
+      a0, a1 = u.src[0]._bounds()
+      return not a1, not a0
     return False, True
   return dtypes.min(u.dtype), dtypes.max(u.dtype)
 
@@ -220,13 +272,13 @@ def _bounds(u: UOp) -> tuple[Any, Any]:
 def _infer_shape(u: UOp) -> tuple[int, ...]:
   op, arg = u.op, u.arg
   if op is Ops.BUFFER: return (arg.size,)
-  if op is Ops.CONST: return ()
+  if op in (Ops.CONST, Ops.BIND, Ops.DEFINE_VAR): return ()
   if op is Ops.IOTA: return (arg,)
   if op in (Ops.RESHAPE, Ops.EXPAND): return arg
   s = u.src[0].shape if u.src else None
   if op is Ops.PERMUTE: return tuple(s[i] for i in arg)
-  if op is Ops.PAD: return tuple(d + b + a for d, (b, a) in zip(s, arg))
-  if op is Ops.SHRINK: return tuple(e - b for b, e in arg)
+  if op is Ops.PAD: return tuple(d + b + a if type(d) is int and type(b) is int and type(a) is int else sym_canon(d + b + a) for d, (b, a) in zip(s, arg))
+  if op is Ops.SHRINK: return tuple(e - b if type(e) is int and type(b) is int else sym_canon(e - b) for b, e in arg)
   if op is Ops.MULTI:
     from tinygrad.multi import multi_shape
     return multi_shape(u.src, arg)
@@ -237,6 +289,69 @@ def _infer_shape(u: UOp) -> tuple[int, ...]:
   if op in (Ops.FLIP, Ops.CONTIGUOUS, Ops.COPY, Ops.DETACH, Ops.CONTIGUOUS_BACKWARD, Ops.CAST, Ops.BITCAST, Ops.ASSIGN) or op in ALU:
     return s
   raise RuntimeError(f"shape of {op} is not defined")
+
+# ---- symbolic dimensions: evaluating and printing index expressions of Variables
+SYMBOLIC_OPS = {Ops.CONST, Ops.DEFINE_VAR, Ops.BIND, Ops.ADD, Ops.MUL, Ops.NEG, Ops.IDIV, Ops.MOD, Ops.MAX, Ops.CMPLT, Ops.CMPNE, Ops.AND}
+
+def _is_symbolic_int(u: UOp) -> bool:
+  return u.op in (Ops.DEFINE_VAR, Ops.BIND) or (u.dtype in (dtypes.index, dtypes.bool) and u.op in SYMBOLIC_OPS and
+                                               any(x.op in (Ops.DEFINE_VAR, Ops.BIND) for x in u.toposort()))
+
+def sym_eval(x: int | UOp, var_vals: dict[UOp, int] | None = None) -> int:
+  """The value of a dimension: an int, or a symbolic expression evaluated with its bound values (BIND) or var_vals."""
+  if not isinstance(x, UOp): return x
+  if x.op is Ops.CONST: return x.arg
+  if x.op is Ops.BIND: return x.src[1].arg
+  if x.op is Ops.DEFINE_VAR:
+    if var_vals is None or x not in var_vals: raise ValueError(f"Variable {x.arg.name} has no value here: bind it")
+    return var_vals[x]
+  if x.op not in SYMBOLIC_OPS: raise TypeError(f"sym_eval: {x.op} is not part of a symbolic dimension")
+  return int(exec_alu(x.op, x.dtype, [sym_eval(s, var_vals) for s in x.src]))
+
+def sym_canon(x: int | UOp) -> int | UOp:
+  """A symbolic size in one canonical form, sum(term * coef) + const with terms in name order, so sizes computed two
+  ways compare equal (cat's `(n + 10) - n` is 10 again); an int when the Variables cancel. test_cat_symbolic"""
+  if not isinstance(x, UOp): return x
+  terms, const = _linear(x)
+  out: int | UOp = const
+  for t in sorted((t for t, c in terms.items() if c), key=sym_str): out = (t * terms[t] if terms[t] != 1 else t) + out
+  return out
+
+def _linear(u: UOp) -> tuple[dict[UOp, int], int]:
+  if u.op is Ops.CONST: return {}, u.arg
+  if u.op in (Ops.ADD, Ops.NEG, Ops.MUL) and (u.op is not Ops.MUL or any(s.op is Ops.CONST for s in u.src)):
+    parts = [_linear(s) for s in u.src]
+    if u.op is Ops.NEG: return {t: -c for t, c in parts[0][0].items()}, -parts[0][1]
+    if u.op is Ops.MUL:
+      (t, c), k = (parts[0], u.src[1].arg) if u.src[1].op is Ops.CONST else (parts[1], u.src[0].arg)
+      return {x: v * k for x, v in t.items()}, c * k
+    out = dict(parts[0][0])
+    for t, c in parts[1][0].items(): out[t] = out.get(t, 0) + c
+    return out, parts[0][1] + parts[1][1]
+  return {u: 1}, 0
+
+def sym_str(u: UOp) -> str:
+  if u.op is Ops.CONST: return str(u.arg)
+  if u.op is Ops.DEFINE_VAR: return u.arg.name
+  if u.op is Ops.BIND: return f"{u.src[0].arg.name}={u.src[1].arg}"
+  sym = {Ops.ADD: "+", Ops.MUL: "*", Ops.IDIV: "//", Ops.MOD: "%", Ops.CMPLT: "<", Ops.CMPNE: "!=", Ops.AND: "&"}
+  if u.op in sym and len(u.src) == 2: return f"({sym_str(u.src[0])}{sym[u.op]}{sym_str(u.src[1])})"
+  return f"{u.op.name.lower()}({', '.join(sym_str(s) for s in u.src)})"
+
+def unbind(x, var_vals: dict[UOp, int]):
+  """x (a dimension, or nested tuples of them) with every bound Variable replaced by the Variable; the values go
+  into var_vals. One Variable bound to two values in one graph is an error."""
+  if isinstance(x, tuple): return tuple(unbind(y, var_vals) for y in x)
+  if not isinstance(x, UOp): return x
+  binds = [b for b in x.toposort() if b.op is Ops.BIND]
+  for b in binds:
+    var, val = b.unbind()
+    if var_vals.setdefault(var, val) != val:
+      raise ValueError(f"Variable {var.arg.name} is bound to both {var_vals[var]} and {val} in one computation")
+  return x.substitute({b: b.src[0] for b in binds}) if binds else x
+
+def is_symbolic(arg) -> bool:
+  return isinstance(arg, UOp) or (isinstance(arg, tuple) and any(is_symbolic(a) for a in arg))
 
 # ---- printing
 def pretty(u: UOp, maxdepth: int = 30) -> str:

@@ -152,7 +152,7 @@ def test_deep_graph_does_not_hit_the_recursion_limit():
     y = x
     for _ in range(3000): y = y * 1.0001 + 0.0001
     from tinygrad.engine.realize import normalize
-    norm, bufs, _ = normalize([y.uop])
+    norm, bufs, _, _ = normalize([y.uop])
     assert len(bufs) == 1
   finally: sys.setrecursionlimit(limit)
 

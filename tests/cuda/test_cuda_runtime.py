@@ -196,7 +196,7 @@ def run_on_cuda(t, dev: CUDADevice) -> np.ndarray:
   from tinygrad.engine.realize import normalize
   from tinygrad.engine.schedule import create_schedule
   from codegen.ptx import render_ptx
-  norm, bufs, _ = normalize([t.uop])
+  norm, bufs, _, _ = normalize([t.uop])
   data, keep = {}, []
   for it in create_schedule(list(norm), multi_output=False):
     k = render_ptx(it.ast, dev.arch)
@@ -239,7 +239,7 @@ def test_gpu_elementwise_timed():
   a = np.random.default_rng(1).standard_normal(n).astype(np.float32)
   t = Tensor(a) * 2 + 1
   np.testing.assert_allclose(run_on_cuda(t, dev), a * 2 + 1, rtol=1e-6)
-  norm, _, _ = normalize([t.uop])
+  norm, _, _, _ = normalize([t.uop])
   (it,) = create_schedule(list(norm), multi_output=False)
   k = render_ptx(it.ast, dev.arch)
   prog = dev.load(k.name, k.src, k.n_params)

@@ -9,17 +9,18 @@ Caches, in the order a hot path meets them:
 from __future__ import annotations
 import time
 from dataclasses import dataclass
-from tinygrad.uop import UOp, Ops, BufferRef, MOVEMENT
+from tinygrad import uop as _uop
+from tinygrad.uop import UOp, Ops, BufferRef, MOVEMENT, sym_eval, unbind, is_symbolic
 from tinygrad.dtype import DType, dtypes
 from tinygrad.device import Device, Buffer
-from tinygrad.helpers import DEBUG, NOOPT, GlobalCounters, colored
+from tinygrad.helpers import DEBUG, NOOPT, GlobalCounters, colored, prod
 from tinygrad.engine.schedule import create_schedule, is_view_of_buffer
 
 @dataclass(frozen=True)
 class InputSlot:
   """A placeholder for the k-th realized buffer a graph reads (normalised graphs are keyed without buffer identity)."""
   k: int
-  size: int
+  size: int | UOp   # symbolic when the buffer is read whole through a symbolic reshape, so its size is not in the key
   device: str
 
 @dataclass
@@ -29,8 +30,9 @@ class CompiledKernel:
   launch: tuple       # the device's run() arguments after the buffers: CPU (outer, work, threaded); CUDA (grid, block)
   src: str
   ops: str            # the Tensor-level ops fused in it, for DEBUG=2
-  flops: int
-  nbytes: int
+  flops: int | UOp    # launch, flops and nbytes are symbolic in a kernel with Variables: evaluated on every run
+  nbytes: int | UOp
+  variables: tuple[UOp, ...] = ()  # the DEFINE_VARs whose values follow the buffers as kernel arguments
 
 @dataclass(frozen=True)
 class BufferCopy:
@@ -40,7 +42,7 @@ class BufferCopy:
 @dataclass
 class ExecPlan:
   n_inputs: int
-  new_bufs: list[tuple[int, DType]]                 # (size, dtype) of buffers allocated on every run
+  new_bufs: list[tuple[int | UOp, DType]]           # (size, dtype) of buffers allocated on every run
   kernels: list[tuple[CompiledKernel, tuple[int, ...]]]  # kernel and the slot of each of its parameters
   outputs: list[int | None]                         # slot holding each root, None where the root is a view
   saved: list[tuple[UOp, int]]                      # (node, slot) of every other kernel output: kept for later graphs
@@ -50,14 +52,16 @@ kernel_cache: dict[tuple[UOp, str], CompiledKernel] = {}
 stats = {"plans": 0, "plan_hits": 0, "compiles": 0}
 recording = None  # a tinygrad.engine.jit.Recording while TinyJit records a call: every plan run is appended to it
 
-def normalize(roots: list[UOp]) -> tuple[tuple[UOp, ...], list[Buffer], dict[UOp, UOp]]:
-  """Replace every realized buffer by an InputSlot placeholder; earlier results stand in for the nodes they realized.
-  Returns the normalised roots, the buffers in slot order, and the map from each original node to its normalised one."""
+def normalize(roots: list[UOp]) -> tuple[tuple[UOp, ...], list[Buffer], dict[UOp, UOp], dict[UOp, int]]:
+  """Replace every realized buffer by an InputSlot placeholder; earlier results stand in for the nodes they realized;
+  bound Variables are unbound, so one plan serves every value. Returns the normalised roots, the buffers in slot order,
+  the map from each original node to its normalised one, and the Variables' values."""
   memo: dict[UOp, UOp] = {}
   bufs: list[Buffer] = []
-  return tuple(_normalize(r, memo, bufs) for r in roots), bufs, memo
+  var_vals: dict[UOp, int] = {}
+  return tuple(_normalize(r, memo, bufs, var_vals) for r in roots), bufs, memo, var_vals
 
-def _normalize(root: UOp, memo: dict[UOp, UOp], bufs: list[Buffer]) -> UOp:
+def _normalize(root: UOp, memo: dict[UOp, UOp], bufs: list[Buffer], var_vals: dict[UOp, int]) -> UOp:
   """Post-order over the graph with an explicit stack (graphs thousands of nodes deep, e.g. an unrolled solver, must
   not hit Python's recursion limit); buffers are numbered in first-use order, sources left to right."""
   stack = [root]
@@ -76,9 +80,21 @@ def _normalize(root: UOp, memo: dict[UOp, UOp], bufs: list[Buffer]) -> UOp:
       continue
     else:
       src = tuple(memo[s] for s in u.src)
-      memo[u] = u if src == u.src else UOp(u.op, u.dtype, src, u.arg)
+      if _uop.symbolic_in_use and (u.op is Ops.BIND or (u.op in MOVEMENT and is_symbolic(u.arg))): memo[u] = _unbind_node(u, src, var_vals)
+      else: memo[u] = u if src == u.src else UOp(u.op, u.dtype, src, u.arg)
     stack.pop()
   return memo[root]
+
+def _unbind_node(u: UOp, src: tuple[UOp, ...], var_vals: dict[UOp, int]) -> UOp:
+  """u with its bound Variables unbound. A whole buffer reshaped to a symbolic shape (`x.reshape(3, n)`) is read as
+  a buffer of symbolic size, so the plan and kernel do not depend on the value either. test_reshape_compiles_once"""
+  if u.op is Ops.BIND: return unbind(u, var_vals)
+  arg = unbind(u.arg, var_vals)
+  if u.op is Ops.RESHAPE and (b := src[0] if src[0].op is Ops.BUFFER else src[0].src[0] if src[0].op is Ops.RESHAPE else None) is not None \
+     and b.op is Ops.BUFFER and isinstance(b.arg, InputSlot):
+    size = prod(arg)
+    src = (UOp(Ops.BUFFER, b.dtype, (), InputSlot(b.arg.k, size, b.arg.device)),)
+  return UOp(u.op, u.dtype, src, arg)
 
 def resolve(u: UOp) -> UOp:
   """u with every node computed earlier replaced by its buffer view."""
@@ -101,6 +117,9 @@ def count_flops(sink: UOp) -> int:
 def compile_kernel(ast: UOp, outs: tuple[UOp, ...], device: str) -> CompiledKernel:
   key = (ast, device)
   if (ck := kernel_cache.get(key)) is not None: return ck
+  variables = tuple(p for p in ast.arg if p.op is Ops.DEFINE_VAR)
+  if variables and not device.startswith("CPU"):
+    raise NotImplementedError(f"symbolic shapes (Variable {', '.join(v.arg.name for v in variables)}) run on the CPU backend only, not {device}")
   dev = Device[device]
   st = time.perf_counter()
   if DEBUG >= 5:
@@ -122,14 +141,14 @@ def compile_kernel(ast: UOp, outs: tuple[UOp, ...], device: str) -> CompiledKern
     name = info.name
     src = LLVMRenderer(dev.compiler.vector_bits).render(name, prog, list(sink.arg), info.thread_range)
     if DEBUG >= 4: print(colored(f"// {name}", "cyan") + "\n" + src)
-    program = dev.load(name, dev.compiler.compile(src), len(sink.arg))
+    program = dev.load(name, dev.compiler.compile(src), len(sink.arg) - len(variables), len(variables))
     outer = info.thread_range.arg.end if info.thread_range is not None else 1
     launch, flops = (outer, info.work, info.thread_range is not None), count_flops(sink)
-    detail = f"vector={info.vector} threads={'split ' + str(outer) if info.thread_range is not None else 'inline'}"
+    detail = f"vector={info.vector} threads={'split ' + repr(outer) if info.thread_range is not None else 'inline'}"
   stats["compiles"] += 1
-  fused = sorted({u.op.name.lower() for u in UOp(Ops.SINK, src=outs).toposort() if u.op not in MOVEMENT and u.op not in (Ops.BUFFER, Ops.CONST, Ops.SINK)})
-  nbytes = sum(p.arg.size * p.dtype.itemsize for p in ast.arg)
-  ck = CompiledKernel(name, program, launch, src, ", ".join(fused), flops, nbytes)
+  fused = sorted({u.op.name.lower() for u in UOp(Ops.SINK, src=outs).toposort() if u.op not in MOVEMENT and u.op not in (Ops.BUFFER, Ops.CONST, Ops.SINK, Ops.BIND, Ops.DEFINE_VAR)})
+  nbytes = sum(p.arg.size * p.dtype.itemsize for p in ast.arg if p.op is Ops.DEFINE_GLOBAL)
+  ck = CompiledKernel(name, program, launch, src, ", ".join(fused), flops, nbytes, variables)
   if DEBUG >= 3: print(f"  {name}: {detail} compiled in {(time.perf_counter()-st)*1e3:.1f} ms")
   kernel_cache[key] = ck
   return ck
@@ -152,14 +171,18 @@ def make_plan(roots: tuple[UOp, ...], n_inputs: int, device: str) -> ExecPlan:
   saved = [(o, slot[o]) for it in items for o in it.outs if o not in roots and o in slot]
   return ExecPlan(n_inputs, new_bufs, kernels, outputs, saved)
 
-def run_plan(plan: ExecPlan, inputs: list[Buffer], device: str) -> list[Buffer]:
-  bufs = inputs + [Buffer(device, size, dt) for size, dt in plan.new_bufs]
+def new_buffers(plan: ExecPlan, device: str, var_vals: dict[UOp, int]) -> list[Buffer]:
+  return [Buffer(device, sym_eval(size, var_vals), dt) for size, dt in plan.new_bufs]
+
+def run_plan(plan: ExecPlan, inputs: list[Buffer], device: str, var_vals: dict[UOp, int]) -> list[Buffer]:
+  bufs = inputs + new_buffers(plan, device, var_vals)
   dev = Device[device]
-  for ck, slots in plan.kernels: run_kernel(ck, [bufs[s] for s in slots], dev)
+  for ck, slots in plan.kernels: run_kernel(ck, [bufs[s] for s in slots], dev, var_vals)
   return bufs
 
-def run_kernel(ck: CompiledKernel | BufferCopy, bufs: list[Buffer], dev) -> None:
-  """Run one kernel (or host copy) on its buffers, output first; counts it, and times it at DEBUG>=2."""
+def run_kernel(ck: CompiledKernel | BufferCopy, bufs: list[Buffer], dev, var_vals: dict[UOp, int] | None = None) -> None:
+  """Run one kernel (or host copy) on its buffers, output first, and the values of its Variables; counts it, and
+  times it at DEBUG>=2."""
   if isinstance(ck, BufferCopy):  # across devices: one transfer when either side is host memory
     dst, src = bufs
     if not dst.nbytes: return
@@ -168,16 +191,21 @@ def run_kernel(ck: CompiledKernel | BufferCopy, bufs: list[Buffer], dev) -> None
     else: dst.copyin(src.numpy())
     return
   if DEBUG >= 2: st = time.perf_counter()
-  dev.run(ck.program, [b.ptr for b in bufs], *ck.launch)
+  flops, nbytes = ck.flops, ck.nbytes
+  if ck.variables:
+    vals = [var_vals[v] for v in ck.variables]
+    dev.run(ck.program, [b.ptr for b in bufs] + vals, *(sym_eval(x, var_vals) for x in ck.launch))
+    flops, nbytes = sym_eval(flops, var_vals), sym_eval(nbytes, var_vals)
+  else: dev.run(ck.program, [b.ptr for b in bufs], *ck.launch)
   GlobalCounters.kernel_count += 1
-  GlobalCounters.global_ops += ck.flops
-  GlobalCounters.global_mem += ck.nbytes
+  GlobalCounters.global_ops += flops
+  GlobalCounters.global_mem += nbytes
   if DEBUG >= 2:
     dev.synchronize()
     et = time.perf_counter() - st
     GlobalCounters.time_sum_s += et
     print(f"{colored(f'k{GlobalCounters.kernel_count:<4}', 'green')} {ck.name:<24} fused: {ck.ops:<32} {et*1e3:8.3f} ms "
-          f"{ck.flops/et*1e-9:8.2f} GFLOP/s {ck.nbytes/et*1e-9:8.2f} GB/s")
+          f"{flops/et*1e-9:8.2f} GFLOP/s {nbytes/et*1e-9:8.2f} GB/s")
 
 def lookup_plan(norm: tuple[UOp, ...], n_inputs: int, device: str) -> tuple[ExecPlan, bool]:
   """The plan for a normalised graph from the plan cache, built on a miss; and whether it was a hit."""
@@ -188,19 +216,21 @@ def lookup_plan(norm: tuple[UOp, ...], n_inputs: int, device: str) -> tuple[Exec
   stats["plans"] += 1
   return plan, False
 
-def plan_for(roots: list[UOp], device: str) -> tuple[ExecPlan, list[Buffer]]:
-  """The execution plan computing roots on device (from the plan cache when the graph was seen) and its inputs."""
-  norm, inputs, _ = normalize(roots)
-  return lookup_plan(norm, len(inputs), device)[0], inputs
+def plan_for(roots: list[UOp], device: str) -> tuple[ExecPlan, list[Buffer], dict[UOp, int]]:
+  """The execution plan computing roots on device (from the plan cache when the graph was seen), its inputs, and the
+  values of the Variables it uses."""
+  norm, inputs, _, var_vals = normalize(roots)
+  return lookup_plan(norm, len(inputs), device)[0], inputs, var_vals
 
 def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
   """Compute every root on `device`; returns for each the UOp to use from now on (a view of a realized buffer)."""
   if not roots: return []
-  norm, inputs, memo = normalize(roots)
+  norm, inputs, memo, var_vals = normalize(roots)
   plan, hit = lookup_plan(norm, len(inputs), device)
   if DEBUG >= 1: print(f"realize on {device}: {len(plan.kernels)} kernel{'s' if len(plan.kernels) != 1 else ''}{' (plan cache hit)' if hit else ''}")
-  bufs = run_plan(plan, inputs, device)
+  bufs = run_plan(plan, inputs, device, var_vals)
   if recording is not None:
+    if var_vals: raise NotImplementedError(f"TinyJit: a jitted function cannot use symbolic shapes yet (Variables {sorted(v.arg.name for v in var_vals)}); call it without TinyJit")
     from tinygrad.engine.jit import RecordedRun
     recording.runs.append(RecordedRun(plan, device, inputs, bufs[len(inputs):]))
   out = []
@@ -220,5 +250,5 @@ def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
   return out
 
 def _buffer_view(u: UOp, buf: Buffer, device: str) -> UOp:
-  b = UOp(Ops.BUFFER, u.dtype, (), BufferRef(u.size, device, buf))
+  b = UOp(Ops.BUFFER, u.dtype, (), BufferRef(buf.size, device, buf))
   return b if u.shape == (u.size,) else UOp(Ops.RESHAPE, u.dtype, (b,), u.shape)

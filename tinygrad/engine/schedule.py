@@ -25,10 +25,12 @@ def is_view_of_buffer(u: UOp) -> bool:
   while v.op in MOVEMENT: v = v.src[0]
   return v.op is Ops.BUFFER or (v.op is Ops.COPY and v is not u)
 
+def _nonempty(u: UOp) -> bool: return not isinstance(u.size, int) or u.size > 0  # a symbolic size is a kernel that may loop 0 times
+
 def create_schedule(roots: list[UOp], multi_output: bool = True) -> list[ScheduleItem]:
-  to_realize: dict[UOp, None] = {r: None for r in roots if not is_view_of_buffer(r) and r.size > 0}
+  to_realize: dict[UOp, None] = {r: None for r in roots if not is_view_of_buffer(r) and _nonempty(r)}
   for u in UOp(Ops.SINK, src=tuple(roots)).toposort():
-    if u.op in (Ops.CONTIGUOUS, Ops.COPY) and u.size > 0: to_realize[u] = None
+    if u.op in (Ops.CONTIGUOUS, Ops.COPY) and _nonempty(u): to_realize[u] = None
   groups = output_groups(list(to_realize)) if multi_output else {}
   while True:
     before = len(to_realize)
