@@ -501,7 +501,10 @@ def _probe_cachedb_style(timeout: float) -> str:
   return _CACHEDB_STYLE[0]
 
 def _run_py(code: str, env: dict | None, timeout: float) -> tuple[float, str]:
-  """Run `python -c code` in a fresh process; returns (wall seconds, stdout). Raises on failure."""
+  """Run `python -c code` in a fresh process; returns (wall seconds, stdout). Raises on failure. Bytecode caching is
+  on for every library, as after a pip install (PYTHONDONTWRITEBYTECODE would make ours, run from a source checkout,
+  recompile every module on each start while the peers read their installed .pyc files)."""
+  env = {k: v for k, v in (os.environ if env is None else env).items() if k != "PYTHONDONTWRITEBYTECODE"}
   t0 = time.perf_counter()
   try:
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout, cwd=tempfile.gettempdir())

@@ -168,3 +168,26 @@ def test_packed_matmul_matches_numpy():
   out.sum().backward()
   np.testing.assert_allclose(w.grad.numpy(), a.sum(0)[:, None].repeat(544, 1), rtol=1e-4, atol=1e-3)
   np.testing.assert_allclose(x.grad.numpy(), b.sum(1)[None, :].repeat(256, 0), rtol=1e-4, atol=1e-3)
+
+def test_full_sum_is_split_across_threads():
+  # 2^20 elements into one output: 64 chunk partials (a threaded kernel), then their sum
+  from tinygrad.engine.realize import kernel_cache
+  x = np.random.default_rng(3).standard_normal(1 << 20).astype(np.float32)
+  t = Tensor(x).realize()
+  assert kernels(t.sum()) == 2
+  np.testing.assert_allclose(t.sum().numpy(), x.astype(np.float64).sum(), rtol=1e-5, atol=1e-3)
+  assert any(ck.name == "r_64_16384" and ck.launch[2] for ck in kernel_cache.values()), "the partials kernel splits its chunk loop across threads"
+
+def test_split_reduces_keep_their_semantics():
+  rng = np.random.default_rng(4)
+  x = rng.standard_normal((1 << 17, 4)).astype(np.float32)
+  x[1234, 2] = np.nan
+  t = Tensor(x)
+  np.testing.assert_allclose(t.sum(0).numpy(), x.astype(np.float64).sum(0), rtol=1e-5, atol=1e-3)  # NaN column stays NaN
+  np.testing.assert_array_equal(t.max(0).numpy(), x.max(0))
+  np.testing.assert_array_equal(t.argmax(0).numpy(), np.argmax(x, 0))  # first NaN wins, as numpy
+  y = rng.uniform(0.999, 1.001, 1 << 18).astype(np.float32)
+  np.testing.assert_allclose(Tensor(y).prod().numpy(), np.prod(y.astype(np.float64)), rtol=1e-3)
+  z = rng.integers(-100, 100, (1 << 18) + 3, dtype=np.int32)  # no chunk count divides it: one kernel, still right
+  assert Tensor(z).sum().item() == int(z.sum())
+  assert Tensor((x[:, 0] > 0)).sum().item() == int((x[:, 0] > 0).sum())

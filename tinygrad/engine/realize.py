@@ -14,7 +14,7 @@ from tinygrad.uop import UOp, Ops, BufferRef, MOVEMENT, sym_eval, unbind, is_sym
 from tinygrad.dtype import DType, dtypes
 from tinygrad.device import Device, Buffer
 from tinygrad.helpers import DEBUG, NOOPT, GlobalCounters, colored, prod
-from tinygrad.engine.schedule import create_schedule, is_view_of_buffer
+from tinygrad.engine.schedule import create_schedule, is_view_of_buffer, split_large_reduces
 
 @dataclass(frozen=True)
 class InputSlot:
@@ -154,6 +154,7 @@ def compile_kernel(ast: UOp, outs: tuple[UOp, ...], device: str) -> CompiledKern
   return ck
 
 def make_plan(roots: tuple[UOp, ...], n_inputs: int, device: str) -> ExecPlan:
+  if device.startswith("CPU"): roots = tuple(split_large_reduces(list(roots)))  # the PTX path reduces in thread groups
   items = create_schedule(list(roots), multi_output=not device.startswith("CUDA"))  # the PTX path stores one output
   slot: dict[UOp, int] = {}
   new_bufs: list[tuple[int, DType]] = []

@@ -10,7 +10,8 @@ So `(a*b+c).relu().sum()` is one kernel, `(a@b+c).relu()` is one kernel, and sof
 """
 from __future__ import annotations
 from dataclasses import dataclass
-from tinygrad.uop import UOp, Ops, MOVEMENT
+from tinygrad.uop import UOp, Ops, MOVEMENT, ReduceArg
+from tinygrad.helpers import prod
 from codegen.lower import lower, NeedsRealize
 
 @dataclass(frozen=True)
@@ -41,6 +42,30 @@ def create_schedule(roots: list[UOp], multi_output: bool = True) -> list[Schedul
     if not redo: return items
     to_realize.update(dict.fromkeys(redo))
     assert len(to_realize) > before, "schedule: a pass realized nothing new (it would repeat forever)"
+
+SPLIT_MIN_ELEMENTS = 1 << 18   # a reduce folding at least this many elements per output ...
+SPLIT_MAX_OUTPUTS = 16         # ... into this few outputs has too few output rows to split across threads
+SPLIT_CHUNKS = (64, 32, 16)    # so it is computed as partial results over this many chunks (its own, threaded kernel), then combined
+
+def split_large_reduces(roots: list[UOp]) -> list[UOp]:
+  """A reduce with a tiny output over a huge input (`x.sum()` of 16M elements) would run on one thread: reduce
+  contiguous chunks into partials first (a kernel whose chunk loop is split across threads), then the partials.
+  test_full_sum_is_split_across_threads"""
+  swap: dict[UOp, UOp] = {}
+  for u in UOp(Ops.SINK, src=tuple(roots)).toposort():
+    if u.op is not Ops.REDUCE or not all(isinstance(d, int) for d in u.src[0].shape): continue
+    src, axes = u.src[0], u.arg.axes
+    n = prod(src.shape[a] for a in axes)
+    if n < SPLIT_MIN_ELEMENTS or u.size > SPLIT_MAX_OUTPUTS or (chunks := next((c for c in SPLIT_CHUNKS if n % c == 0), None)) is None: continue
+    keep = tuple(i for i in range(len(src.shape)) if i not in axes)
+    x = src if keep + axes == tuple(range(len(src.shape))) else UOp(Ops.PERMUTE, src.dtype, (src,), keep + axes)
+    kept = tuple(src.shape[i] for i in keep)
+    x = UOp(Ops.RESHAPE, src.dtype, (x,), kept + (chunks, n // chunks))
+    part = UOp(Ops.CONTIGUOUS, u.dtype, (UOp(Ops.REDUCE, u.dtype, (x,), ReduceArg(u.arg.op, (len(kept) + 1,))),))
+    total = UOp(Ops.REDUCE, u.dtype, (part,), ReduceArg(u.arg.op, (len(kept),)))
+    swap[u] = UOp(Ops.RESHAPE, u.dtype, (total,), u.shape)
+  if not swap: return roots
+  return list(UOp(Ops.SINK, src=tuple(roots)).substitute(swap).src)
 
 def output_groups(nodes: list[UOp]) -> dict[UOp, tuple[UOp, ...]]:
   """Nodes to realize that have one shape and share a REDUCE, or read one another, are computed by one kernel with a
