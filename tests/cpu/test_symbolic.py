@@ -123,11 +123,30 @@ def test_cuda_refuses_symbolic_kernels_clearly():
   ast = next(k for k, ck2 in realize.kernel_cache.items() if ck2 is ck)[0]
   with pytest.raises(NotImplementedError, match="symbolic shapes .Variable n. run on the CPU backend only, not CUDA"): compile_kernel(ast, (), "CUDA")
 
-def test_tinyjit_refuses_symbolic_shapes_clearly():
-  a = Tensor(A).realize()
-  f = TinyJit(lambda n: a.shrink(((0, 6), (0, n))).sum(1).realize())
-  f(Variable("n", 1, 9).bind(2))  # call 1 runs; call 2 would record
-  with pytest.raises(NotImplementedError, match="TinyJit: a jitted function cannot use symbolic shapes"): f(Variable("n", 1, 9).bind(2))
+def test_tinyjit_replays_with_new_variable_values():
+  a, b = Tensor(A).realize(), Tensor(B).realize()
+  @TinyJit
+  def step(x, n):
+    y = x.shrink(((0, 6), (0, n)))
+    return (y @ b.shrink(((0, n), (0, 5)))).realize(), (y * 2).realize()  # a fixed shape and a symbolic one
+  var = Variable("n", 1, 9)
+  for k, n in enumerate((3, 3, 5, 9, 1, 7)):
+    x = Tensor(A * (k + 1)).realize()
+    (mm, twice), new = compiles(lambda: step(x, var.bind(n)))
+    np.testing.assert_allclose(mm.numpy(), (A * (k + 1))[:, :n] @ B[:n], rtol=1e-5, atol=1e-5)
+    assert twice.shape == (6, var.bind(n))
+    np.testing.assert_allclose(twice.numpy(), (A * (k + 1))[:, :n] * 2, rtol=1e-6)
+    if k >= 2: assert new == 0, f"replay {k} compiled {new} kernels"
+  assert len(step.captured) == 1  # one recording serves every value of n
+
+def test_tinyjit_with_symbolic_tensor_argument():
+  f = TinyJit(lambda x: (x * x).sum(1).realize())
+  var = Variable("n", 1, 9)
+  for n in (2, 2, 4, 8):
+    x = Tensor(A[:, :n].copy()).realize()
+    out = f(x.reshape(6, var.bind(n)))
+    np.testing.assert_allclose(out.numpy(), (A[:, :n] ** 2).sum(1), rtol=1e-5)
+  with pytest.raises(RuntimeError, match="expect shape .6, n."): f(Tensor(A[:3, :4].copy()).reshape(3, var.bind(4)))
 
 def test_integer_tensor_mean_over_symbolic_axis():
   x = Tensor(np.arange(12, dtype=np.int32).reshape(3, 4))

@@ -8,6 +8,9 @@ recorded plans directly with the new input buffers. Three kinds of buffer appear
     and the tensor is pointed at the new value afterwards;
   * everything else the function read (weights it did not change, constants it built): read as recorded.
 Buffers the recorded plans produce are allocated fresh on every replay, so outputs of earlier calls stay valid.
+Symbolic shapes: a bound Variable among the arguments (or in a Tensor argument's shape) is keyed by the Variable, not
+its value; a replay passes the new values to the kernels, sizes the buffers that depend on them, and shapes the
+returned tensors with them.
 """
 from __future__ import annotations
 import functools
@@ -17,6 +20,7 @@ from tinygrad.device import Buffer, Device
 from tinygrad.helpers import DEBUG
 from tinygrad.engine import realize as _realize
 from tinygrad.engine.realize import ExecPlan, run_kernel
+from tinygrad.uop import UOp, Ops, unbind, sym_eval
 
 R = TypeVar("R")
 
@@ -26,6 +30,7 @@ class RecordedRun:
   device: str
   inputs: list[Buffer]      # the buffers the plan read when it was recorded
   made: list[Buffer]        # the buffers it allocated (its outputs and intermediates)
+  var_vals: dict = field(default_factory=dict)  # the Variables' values it ran with
 
 @dataclass
 class Recording:
@@ -37,8 +42,8 @@ class Recording:
 
 @dataclass
 class _Spec:
-  """Shape, dtype and device of one Tensor argument."""
-  shape: tuple[int, ...]
+  """Shape (Variables unbound), dtype and device of one Tensor argument."""
+  shape: tuple
   dtype: Any
   device: str
   def describe(self) -> str: return f"shape {self.shape} {self.dtype} on {self.device}"
@@ -56,12 +61,14 @@ class _Captured:
   watched: list[tuple[Any, int]]                       # (weakref to a tensor holding a read-only slot's buffer, slot)
   kernels: list[tuple[Any, tuple[int, ...], Any]]      # (CompiledKernel or BufferCopy, slots output first, device)
   outputs: Any                                         # the return value with each Tensor replaced by a _Slot
+  var_vals: dict                                       # the Variables' values when recorded (those not in the arguments stay)
+  sym_sizes: dict[int, UOp]                            # slot -> its size in terms of Variables (allocated on every replay)
 
 @dataclass(frozen=True)
 class _Slot:
-  """A returned Tensor in a recording: the table slot of the buffer holding it, and its shape."""
+  """A returned Tensor in a recording: the table slot of the buffer holding it, and its shape (Variables unbound)."""
   slot: int
-  shape: tuple[int, ...]
+  shape: tuple
 
 def _whole_buffer(u) -> Buffer | None:
   """The buffer u stands for when u is a whole realized buffer (or a reshape of one), else None."""
@@ -73,13 +80,21 @@ def _buffer_of(t) -> Buffer:
   if (b := _whole_buffer(t.uop)) is None: raise RuntimeError(f"TinyJit: a tensor of shape {t.shape} is not a realized buffer")
   return b
 
-def _tensor_args(args: tuple, kwargs: dict) -> tuple[list, list]:
-  """The Tensor arguments in call order, and everything else (which becomes part of the cache key)."""
+def _tensor_args(args: tuple, kwargs: dict) -> tuple[list, list, dict]:
+  """The Tensor arguments in call order, everything else (which becomes part of the cache key: a bound Variable by
+  the Variable alone), and the values of the bound Variables among the arguments and in the Tensors' shapes."""
   from tinygrad.tensor import Tensor
-  tensors, other = [], []
+  tensors, other, var_vals = [], [], {}
   for k, v in list(enumerate(args)) + sorted(kwargs.items()):
-    (tensors if isinstance(v, Tensor) else other).append(v if isinstance(v, Tensor) else (k, repr(v)))
-  return tensors, other
+    if isinstance(v, Tensor):
+      tensors.append(v)
+      unbind(v.shape, var_vals)
+    else: other.append((k, repr(unbind(v, var_vals) if isinstance(v, UOp) and v.op is Ops.BIND else v)))
+  return tensors, other, var_vals
+
+def _rebind(shape: tuple, var_vals: dict) -> tuple:
+  """An unbound shape with each Variable bound to its value in var_vals."""
+  return tuple(d.substitute({v: v.bind(x) for v, x in var_vals.items()}) if isinstance(d, UOp) else d for d in shape)
 
 def _map_leaves(x: Any, leaf: type, fn: Callable) -> Any:
   """x with every instance of `leaf` inside (nested lists, tuples, dicts) replaced by fn(it)."""
@@ -114,11 +129,11 @@ class TinyJit(Generic[R]):
 
   def __call__(self, *args, **kwargs) -> R:
     from tinygrad.tensor import Tensor
-    tensors, other = _tensor_args(args, kwargs)
+    tensors, other, var_vals = _tensor_args(args, kwargs)
     key = tuple(other)
     n = self.calls[key] = self.calls.get(key, 0) + 1
     bufs = _contiguous_inputs(tensors)
-    if (cap := self.captured.get(key)) is not None: return self._replay(cap, tensors, bufs, n)
+    if (cap := self.captured.get(key)) is not None: return self._replay(cap, tensors, bufs, n, var_vals)
     if n == 1:
       out = self.fn(*args, **kwargs)
       Tensor.realize_all(_flat_leaves(out, Tensor))
@@ -133,7 +148,7 @@ class TinyJit(Generic[R]):
       out = self.fn(*args, **kwargs)
       Tensor.realize_all(_flat_leaves(out, Tensor) + list(rec.state) + _PENDING)
       for t in _flat_leaves(out, Tensor):  # a returned view (x.topk(2)[1], y.T) is copied into a buffer of its own
-        if (b := _whole_buffer(t.uop)) is None or b.size != t.numel():
+        if (b := _whole_buffer(t.uop)) is None or b.size != sym_eval(t.numel()):
           t.uop = t.contiguous().uop  # not replace(): the copy is an output, not state the function updates
           t.realize()
     finally: _realize.recording = None
@@ -144,43 +159,48 @@ class TinyJit(Generic[R]):
     kernels = [(ck, tuple(slot_of(b) for b in [(run.inputs + run.made)[i] for i in slots]), Device[run.device])
                for run in rec.runs for ck, slots in run.plan.kernels]
     made = {b for run in rec.runs for b in run.made}
+    var_vals = {v: x for run in rec.runs for v, x in run.var_vals.items()}
+    sym_sizes = {slot_of(b): size for run in rec.runs for b, (size, _) in zip(run.made, run.plan.new_bufs) if isinstance(size, UOp)}
     state_in, state_out = [], []
     for t, old in rec.state.items():
       if (old_buf := _whole_buffer(old)) is None:
         raise RuntimeError(f"TinyJit: a tensor of shape {t.shape} was updated inside the jitted function but was not realized "
                            "before the call; realize it (e.g. with .realize()) before the first call")
       state_in.append((t, slot_of(old_buf)))
-      if (b := _buffer_of(t)) in made: state_out.append((t, slot_of(b), t.shape))
+      if (b := _buffer_of(t)) in made: state_out.append((t, slot_of(b), unbind(t.shape, {})))
     def as_slot(t):
       b = _buffer_of(t)
       if b not in made and b not in arg_bufs:
         raise RuntimeError(f"TinyJit: the jitted function returned a tensor of shape {t.shape} that it did not compute; return only computed values")
-      return _Slot(slot_of(b), t.shape)
+      return _Slot(slot_of(b), unbind(t.shape, {}))
     outputs = _map_leaves(out, Tensor, as_slot)
-    fresh = sorted({s for _, s, _ in state_out} | {x.slot for x in _flat_leaves(outputs, _Slot)} - set(range(len(tensors))))
-    cap = _Captured([_Spec(t.shape, t.dtype, t.device) for t in tensors], list(slot), fresh, state_in, state_out,
-                    _watch(slot, made, arg_bufs, {t for t, _ in state_in}), kernels, outputs)
+    fresh = sorted(({s for _, s, _ in state_out} | {x.slot for x in _flat_leaves(outputs, _Slot)} | set(sym_sizes)) - set(range(len(tensors))))
+    cap = _Captured([_Spec(unbind(t.shape, {}), t.dtype, t.device) for t in tensors], list(slot), fresh, state_in, state_out,
+                    _watch(slot, made, arg_bufs, {t for t, _ in state_in}), kernels, outputs, var_vals, sym_sizes)
     self.captured[key] = cap
     if DEBUG >= 1: print(f"TinyJit: recorded {len(kernels)} kernels in {len(rec.runs)} realizes of {getattr(self.fn, '__name__', 'fn')}")
     return out
 
-  def _replay(self, cap: _Captured, tensors: list, bufs: list[Buffer], n: int) -> R:
+  def _replay(self, cap: _Captured, tensors: list, bufs: list[Buffer], n: int, arg_vals: dict) -> R:
     from tinygrad.tensor import Tensor, _buffer_uop
     if len(tensors) != len(cap.specs):
       raise RuntimeError(f"TinyJit: call {n} got {len(tensors)} Tensor arguments; the captured kernels expect {len(cap.specs)}")
     for i, (t, s) in enumerate(zip(tensors, cap.specs)):
-      if (t.shape, t.dtype, t.device) != (s.shape, s.dtype, s.device):
+      if (unbind(t.shape, {}), t.dtype, t.device) != (s.shape, s.dtype, s.device):
         raise RuntimeError(f"TinyJit: call {n} got input {i} of {_Spec(t.shape, t.dtype, t.device).describe()}; the captured kernels "
                            f"expect {s.describe()}. Make a new TinyJit per shape.")
+    var_vals = {**cap.var_vals, **arg_vals}
     table = cap.table.copy()
     table[:len(bufs)] = bufs
     for t, i in cap.state_in: table[i] = _buffer_of(t)
     for ref, i in cap.watched:  # a tensor the function only reads may have been assigned a new value since
       if (t := ref()) is not None and (b := _whole_buffer(t.uop)) is not None and b.size == table[i].size: table[i] = b
-    for i in cap.fresh: table[i] = Buffer(table[i].device, table[i].size, table[i].dtype)
-    for ck, slots, dev in cap.kernels: run_kernel(ck, [table[i] for i in slots], dev)
-    for t, i, shape in cap.state_out: t.uop = _buffer_uop(table[i], shape)
-    return _map_leaves(cap.outputs, _Slot, lambda x: Tensor._wrap(_buffer_uop(table[x.slot], x.shape), table[x.slot].device))
+    for i in cap.fresh:
+      size = sym_eval(cap.sym_sizes[i], var_vals) if i in cap.sym_sizes else table[i].size
+      table[i] = Buffer(table[i].device, size, table[i].dtype)
+    for ck, slots, dev in cap.kernels: run_kernel(ck, [table[i] for i in slots], dev, var_vals)
+    for t, i, shape in cap.state_out: t.uop = _buffer_uop(table[i], _rebind(shape, var_vals))
+    return _map_leaves(cap.outputs, _Slot, lambda x: Tensor._wrap(_buffer_uop(table[x.slot], _rebind(x.shape, var_vals)), table[x.slot].device))
 
 def _watch(slot: dict[Buffer, int], made: set[Buffer], args: list[Buffer], state: set) -> list[tuple[Any, int]]:
   """Every live Tensor (found once, at record time) that holds a buffer the recording only reads: replays read its
@@ -198,9 +218,9 @@ def _contiguous_inputs(tensors: list) -> list[Buffer]:
   returns those buffers."""
   from tinygrad.tensor import Tensor, _PENDING
   bufs = [_whole_buffer(t.uop) for t in tensors]
-  if _PENDING or any(b is None or b.size != t.numel() for t, b in zip(tensors, bufs)):  # also realizes pending state
+  if _PENDING or any(b is None or b.size != sym_eval(t.numel()) for t, b in zip(tensors, bufs)):  # also realizes pending state
     Tensor.realize_all([t for t, b in zip(tensors, bufs) if b is None])
     for t in tensors:
-      if (b := _whole_buffer(t.uop)) is None or b.size != t.numel(): t.replace(t.contiguous()).realize()
+      if (b := _whole_buffer(t.uop)) is None or b.size != sym_eval(t.numel()): t.replace(t.contiguous()).realize()
     bufs = [_buffer_of(t) for t in tensors]
   return bufs

@@ -231,9 +231,8 @@ def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
   if DEBUG >= 1: print(f"realize on {device}: {len(plan.kernels)} kernel{'s' if len(plan.kernels) != 1 else ''}{' (plan cache hit)' if hit else ''}")
   bufs = run_plan(plan, inputs, device, var_vals)
   if recording is not None:
-    if var_vals: raise NotImplementedError(f"TinyJit: a jitted function cannot use symbolic shapes yet (Variables {sorted(v.arg.name for v in var_vals)}); call it without TinyJit")
     from tinygrad.engine.jit import RecordedRun
-    recording.runs.append(RecordedRun(plan, device, inputs, bufs[len(inputs):]))
+    recording.runs.append(RecordedRun(plan, device, inputs, bufs[len(inputs):], var_vals))
   out = []
   for r, nr, s in zip(roots, norm, plan.outputs):
     if s is None: out.append(resolve(r)); continue
