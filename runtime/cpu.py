@@ -1,7 +1,7 @@
 """The CPU device: memory, an in-process LLVM compiler (llvmlite, O3, host CPU features), ctypes calls, and a thread
 pool that splits a kernel's outermost loop. Knows nothing of UOps: it is handed LLVM IR text and raw buffers."""
 from __future__ import annotations
-import ctypes, os, queue, threading
+import ctypes, os, threading
 from runtime.diskcache import cache_get, cache_put, cache_key
 
 _libc = ctypes.CDLL(None)
@@ -109,6 +109,7 @@ class CPUProgram:
 class ThreadPool:
   """Persistent workers; run(fn, chunks) calls fn(*chunk) for every chunk, the caller taking the first."""
   def __init__(self, n: int):
+    import queue  # only threaded kernels need it (fresh-process start)
     self.n = n
     self.tasks: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(n - 1)]
     self.done: queue.SimpleQueue = queue.SimpleQueue()

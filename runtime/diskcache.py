@@ -4,7 +4,7 @@ processes). It never breaks a run: any I/O error is a warning and the caller com
 Location: $CACHEDB if set (a directory), else $XDG_CACHE_HOME/tinygrad, else ~/.cache/tinygrad. CACHELEVEL=0 disables.
 """
 from __future__ import annotations
-import hashlib, os, tempfile, warnings
+import hashlib, os, warnings
 
 _warned: set[str] = set()
 
@@ -42,6 +42,7 @@ def cache_put(table: str, key: str, payload: bytes) -> None:
   if not enabled(): return
   folder = os.path.join(cache_dir(), table, key[:2])
   try:
+    import tempfile  # only a cache write needs it (fresh-process start)
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     try:

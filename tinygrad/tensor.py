@@ -1,6 +1,6 @@
 """Tensor: a lazy, immutable handle on a UOp graph. It never computes by itself; realize() schedules kernels."""
 from __future__ import annotations
-import math, itertools, pathlib
+import math, itertools, os
 from typing import Any, Callable, ClassVar, Sequence
 from tinygrad.uop import UOp, Ops, ReduceArg, BufferRef, WindowArg, sym_eval, sym_canon
 from tinygrad.dtype import DType, dtypes, ConstType, least_upper_dtype, least_upper_float, to_dtype
@@ -58,7 +58,7 @@ class Tensor(MovementMixin, ProcessingMixin):
       self.uop, self.device, self.grad = s.uop, s.device, None
       self.requires_grad = requires_grad
       return
-    if isinstance(data, pathlib.PurePath):  # a file's bytes: a uint8 tensor on DISK, mapped, not read (runtime/disk.py)
+    if isinstance(data, os.PathLike):  # a file's bytes: a uint8 tensor on DISK, mapped, not read (runtime/disk.py)
       from runtime import disk
       data = disk.file_tensor(data, device, dtype)
       device, dtype = data.device, None
