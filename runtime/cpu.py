@@ -114,7 +114,7 @@ class ThreadPool:
     self.tasks: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(n - 1)]
     self.done: queue.SimpleQueue = queue.SimpleQueue()
     for q in self.tasks: threading.Thread(target=self._worker, args=(q,), daemon=True).start()
-  def _worker(self, q: queue.SimpleQueue) -> None:
+  def _worker(self, q) -> None:  # q: a queue.SimpleQueue of (fn, args)
     while True:
       fn, args = q.get()
       try: fn(*args); self.done.put(None)

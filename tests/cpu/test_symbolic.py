@@ -124,7 +124,7 @@ def test_cuda_refuses_symbolic_kernels_clearly():
   with pytest.raises(NotImplementedError, match="symbolic shapes .Variable n. run on the CPU backend only, not CUDA"): compile_kernel(ast, (), "CUDA")
 
 def test_tinyjit_replays_with_new_variable_values():
-  a, b = Tensor(A).realize(), Tensor(B).realize()
+  b = Tensor(B).realize()
   @TinyJit
   def step(x, n):
     y = x.shrink(((0, 6), (0, n)))
