@@ -72,7 +72,7 @@ def _normalize(root: UOp, memo: dict[UOp, UOp], bufs: list[Buffer], var_vals: di
       if u.realized not in memo: stack.append(u.realized); continue
       memo[u] = memo[u.realized]
     elif u.op is Ops.BUFFER:
-      memo[u] = UOp(Ops.BUFFER, u.dtype, (), InputSlot(len(bufs), u.arg.size, u.arg.device))
+      memo[u] = _slot_uop(len(bufs), u)
       bufs.append(u.arg.buf)
     elif not u.src: memo[u] = u
     elif missing := [s for s in u.src if s not in memo]:
@@ -84,6 +84,13 @@ def _normalize(root: UOp, memo: dict[UOp, UOp], bufs: list[Buffer], var_vals: di
       else: memo[u] = u if src == u.src else UOp(u.op, u.dtype, src, u.arg)
     stack.pop()
   return memo[root]
+
+_slots: dict[tuple, UOp] = {}
+def _slot_uop(k: int, u: UOp) -> UOp:
+  """The placeholder BUFFER for slot k holding u's buffer; kept, so a repeated realize builds no dataclass."""
+  key = (k, u.dtype, u.arg.size, u.arg.device)
+  if (s := _slots.get(key)) is None: s = _slots[key] = UOp(Ops.BUFFER, u.dtype, (), InputSlot(k, u.arg.size, u.arg.device))
+  return s
 
 def _unbind_node(u: UOp, src: tuple[UOp, ...], var_vals: dict[UOp, int]) -> UOp:
   """u with its bound Variables unbound. A whole buffer reshaped to a symbolic shape (`x.reshape(3, n)`) is read as
