@@ -5,25 +5,11 @@ Index arithmetic produced by lowering views (flatten/unflatten = `//` and `%`) i
 """
 from __future__ import annotations
 import math
-from tinygrad.uop import UOp, Ops, exec_alu, COMMUTATIVE
+from tinygrad.uop import UOp, Ops, exec_alu, COMMUTATIVE, affine
 from tinygrad.dtype import dtypes
 from tinygrad.rewrite import UPat, PatternMatcher
 
 FOLDABLE = {Ops.ADD, Ops.MUL, Ops.NEG, Ops.MAX, Ops.CMPLT, Ops.CMPNE, Ops.WHERE, Ops.AND, Ops.OR, Ops.XOR, Ops.IDIV, Ops.MOD}
-
-def affine(u: UOp) -> tuple[dict[UOp, int], int]:
-  """Write an integer expression as sum(coef * term) + const; anything that is not + or * by a constant is a term."""
-  if u.op is Ops.CONST: return {}, u.arg
-  if u.op is Ops.ADD:
-    (ta, ca), (tb, cb) = affine(u.src[0]), affine(u.src[1])
-    out = dict(ta)
-    for t, c in tb.items(): out[t] = out.get(t, 0) + c
-    return {t: c for t, c in out.items() if c != 0}, ca + cb
-  if u.op is Ops.MUL and u.src[1].op is Ops.CONST:
-    t, c = affine(u.src[0])
-    k = u.src[1].arg
-    return ({x: v * k for x, v in t.items()} if k else {}), c * k
-  return {u: 1}, 0
 
 def build_affine(terms: dict[UOp, int], const: int, like: UOp) -> UOp:
   out: UOp | None = None

@@ -142,8 +142,8 @@ def _wrap(t: Tensor, b: UOp, shape: tuple[int, ...]) -> Tensor:
   return Tensor._wrap(b if shape == (b.arg.size,) else UOp(Ops.RESHAPE, b.dtype, (b,), shape), t.device)
 
 def _view(t: Tensor, b: UOp, byte_offset: int, shape: tuple[int, ...], dtype: DType) -> Tensor:
-  from tinygrad.tensor import _buffer_uop
-  return _wrap(t, _buffer_uop(b.arg.buf.view(byte_offset, prod(shape), dtype), (prod(shape),)), shape)
+  from tinygrad.engine.realize import buffer_uop
+  return _wrap(t, buffer_uop(b.arg.buf.view(byte_offset, prod(shape), dtype), (prod(shape),)), shape)
 
 def reshape(t: Tensor, shape: tuple[int, ...]) -> Tensor | None:
   """t (a disk buffer) with a new shape: the same buffer node (the shape was checked by Tensor.reshape)."""

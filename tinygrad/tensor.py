@@ -2,13 +2,14 @@
 from __future__ import annotations
 import math, itertools, os
 from typing import Any, Callable, ClassVar, Sequence
-from tinygrad.uop import UOp, Ops, ReduceArg, BufferRef, WindowArg, sym_eval, sym_canon
+from tinygrad.uop import UOp, Ops, ReduceArg, WindowArg, sym_eval, sym_canon
 from tinygrad.dtype import DType, dtypes, ConstType, least_upper_dtype, least_upper_float, to_dtype
 from tinygrad.device import Device, Buffer
 from tinygrad.helpers import prod, ceildiv
 from codegen.lower import strides_for
 from tinygrad.mixin import MovementMixin, ProcessingMixin
 from tinygrad.engine import realize as _realize
+from tinygrad.engine.realize import buffer_uop
 
 def _shape_arg(shape: tuple) -> tuple:
   """Accept f(2, 3) and f((2, 3))."""
@@ -69,7 +70,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     dtype = to_dtype(dtype) if dtype is not None else None
     if isinstance(data, UOp): uop = data if dtype is None or data.dtype == dtype else data.cast(dtype)
     elif isinstance(data, Tensor): uop = data.uop if dtype is None else data.uop.cast(dtype)
-    elif data is None: uop = _buffer_uop(Buffer(device, 0, dtype or dtypes.default_float), (0,))
+    elif data is None: uop = buffer_uop(Buffer(device, 0, dtype or dtypes.default_float), (0,))
     elif isinstance(data, (bool, int, float)):
       dt = dtype or dtypes.from_py(data)
       uop = UOp.const(dt, data)
@@ -324,7 +325,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     shape, device = _shape_arg(shape), _canonical(device)
     dt = to_dtype(dtype) if dtype is not None else dtypes.default_float
     if isinstance(device, tuple): return Tensor.empty(shape, dtype=dt, device=device[0]).shard(device)
-    return Tensor._wrap(_buffer_uop(Buffer(device, prod(shape), dt), shape), device, kw.get("requires_grad"))
+    return Tensor._wrap(buffer_uop(Buffer(device, prod(shape), dt), shape), device, kw.get("requires_grad"))
   def full_like(self, fill_value: ConstType, **kw) -> Tensor:
     return Tensor.full(self.shape, fill_value, kw.pop("dtype", self.dtype), kw.pop("device", self.device), **kw)
   def zeros_like(self, **kw) -> Tensor: return self.full_like(0, **kw)
@@ -1376,10 +1377,6 @@ def _mix32(x: Tensor) -> Tensor:
   x = x * 0x846CA68B
   return x ^ (x >> 16)
 
-def _buffer_uop(buf: Buffer, shape: tuple[int, ...]) -> UOp:
-  b = UOp(Ops.BUFFER, buf.dtype, (), BufferRef(buf.size, buf.device, buf))
-  return b if shape == (buf.size,) else UOp(Ops.RESHAPE, buf.dtype, (b,), shape)
-
 def _const_view(dtype: DType, value: ConstType, shape: tuple[int, ...]) -> UOp:
   """CONST reshaped and expanded to shape (the UOps Tensor.full builds, without the argument checks)."""
   c = UOp.const(dtype, value)
@@ -1399,7 +1396,7 @@ def _from_numpy(arr, device: str) -> UOp:
   dt = _np_to_dtype(arr)
   shape = arr.shape  # before ascontiguousarray, which makes 0-d arrays 1-d
   arr = np.ascontiguousarray(arr)
-  return _buffer_uop(Buffer(device, arr.size, dt).copyin(arr), shape)
+  return buffer_uop(Buffer(device, arr.size, dt).copyin(arr), shape)
 
 def _from_list(data, device: str, dtype: DType | None) -> UOp:
   """Nested Python lists -> a buffer, packed with struct (no numpy import on this path)."""
@@ -1428,7 +1425,7 @@ def _from_list(data, device: str, dtype: DType | None) -> UOp:
   except (struct.error, OverflowError) as e: raise OverflowError(f"Tensor: a value does not fit in {store} ({e})") from None
   buf = Buffer(device, len(vals), store)
   if raw: buf.mem.copyin(_addr(raw), len(raw))
-  uop = _buffer_uop(buf, tuple(shape))
+  uop = buffer_uop(buf, tuple(shape))
   return uop.cast(dt) if store != dt else uop
 
 def _addr(raw: bytes) -> int:

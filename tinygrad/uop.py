@@ -312,22 +312,27 @@ def sym_canon(x: int | UOp) -> int | UOp:
   """A symbolic size in one canonical form, sum(term * coef) + const with terms in name order, so sizes computed two
   ways compare equal (cat's `(n + 10) - n` is 10 again); an int when the Variables cancel. test_cat_symbolic"""
   if not isinstance(x, UOp): return x
-  terms, const = _linear(x)
+  terms, const = affine(x)
   out: int | UOp = const
-  for t in sorted((t for t, c in terms.items() if c), key=sym_str): out = (t * terms[t] if terms[t] != 1 else t) + out
+  for t in sorted(terms, key=sym_str): out = (t * terms[t] if terms[t] != 1 else t) + out
   return out
 
-def _linear(u: UOp) -> tuple[dict[UOp, int], int]:
+def affine(u: UOp) -> tuple[dict[UOp, int], int]:
+  """Write an integer expression as sum(coef * term) + const (no zero coefficients); anything that is not +, - or *
+  by a constant is a term. Serves the kernel simplifier (codegen/symbolic.py) and symbolic shapes (sym_canon)."""
   if u.op is Ops.CONST: return {}, u.arg
-  if u.op in (Ops.ADD, Ops.NEG, Ops.MUL) and (u.op is not Ops.MUL or any(s.op is Ops.CONST for s in u.src)):
-    parts = [_linear(s) for s in u.src]
-    if u.op is Ops.NEG: return {t: -c for t, c in parts[0][0].items()}, -parts[0][1]
-    if u.op is Ops.MUL:
-      (t, c), k = (parts[0], u.src[1].arg) if u.src[1].op is Ops.CONST else (parts[1], u.src[0].arg)
-      return {x: v * k for x, v in t.items()}, c * k
-    out = dict(parts[0][0])
-    for t, c in parts[1][0].items(): out[t] = out.get(t, 0) + c
-    return out, parts[0][1] + parts[1][1]
+  if u.op is Ops.ADD:
+    (ta, ca), (tb, cb) = affine(u.src[0]), affine(u.src[1])
+    out = dict(ta)
+    for t, c in tb.items(): out[t] = out.get(t, 0) + c
+    return {t: c for t, c in out.items() if c != 0}, ca + cb
+  if u.op is Ops.NEG:
+    t, c = affine(u.src[0])
+    return {x: -v for x, v in t.items()}, -c
+  if u.op is Ops.MUL and (k_src := next((s for s in u.src[::-1] if s.op is Ops.CONST), None)) is not None:
+    t, c = affine(u.src[0] if k_src is u.src[1] else u.src[1])
+    k = k_src.arg
+    return ({x: v * k for x, v in t.items()} if k else {}), c * k
   return {u: 1}, 0
 
 def sym_str(u: UOp) -> str:

@@ -153,3 +153,16 @@ def test_integer_tensor_mean_over_symbolic_axis():
   out = x.shrink(((0, 3), (0, Variable("n", 1, 4).bind(2)))).mean(1)
   assert out.dtype == dtypes.float32
   np.testing.assert_allclose(out.numpy(), [0.5, 4.5, 8.5])
+
+def test_one_dim_symbolic_result_keeps_its_shape():
+  x = Tensor(A[0]).realize()
+  v = Variable("n", 1, 10).bind(4)
+  y = (x.shrink(((0, v),)) * 2).realize()
+  assert y.shape == (v,)
+  np.testing.assert_allclose(y.numpy(), A[0, :4] * 2, rtol=1e-6)
+
+def test_symbolic_size_in_canonical_form():
+  from tinygrad.uop import sym_canon
+  n = Variable("n", 1, 9).bind(3)
+  assert sym_canon((n + 10) - n) == 10 and sym_canon(2 * n + n * 3 - 5 * n) == 0
+  assert sym_canon(3 * n) is sym_canon(n * 3) and sym_canon(-(n * -2)) is sym_canon(n * 2)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 from tinygrad.device import Buffer, Device
 from tinygrad.helpers import DEBUG
+from tinygrad import uop as _uop
 from tinygrad.engine import realize as _realize
 from tinygrad.engine.realize import ExecPlan, run_kernel
 from tinygrad.uop import UOp, Ops, unbind, sym_eval
@@ -80,17 +81,18 @@ def _buffer_of(t) -> Buffer:
   if (b := _whole_buffer(t.uop)) is None: raise RuntimeError(f"TinyJit: a tensor of shape {t.shape} is not a realized buffer")
   return b
 
-def _tensor_args(args: tuple, kwargs: dict) -> tuple[list, list, dict]:
-  """The Tensor arguments in call order, everything else (which becomes part of the cache key: a bound Variable by
-  the Variable alone), and the values of the bound Variables among the arguments and in the Tensors' shapes."""
+def _tensor_args(args: tuple, kwargs: dict) -> tuple[list, list, list, dict]:
+  """The Tensor arguments in call order, their shapes with Variables unbound, everything else (which becomes part of
+  the cache key: a bound Variable by the Variable alone), and the values of the bound Variables among the arguments
+  and in the Tensors' shapes."""
   from tinygrad.tensor import Tensor
-  tensors, other, var_vals = [], [], {}
+  tensors, shapes, other, var_vals = [], [], [], {}
   for k, v in list(enumerate(args)) + sorted(kwargs.items()):
     if isinstance(v, Tensor):
       tensors.append(v)
-      unbind(v.shape, var_vals)
+      shapes.append(unbind(v.shape, var_vals) if _uop.symbolic_in_use else v.shape)
     else: other.append((k, repr(unbind(v, var_vals) if isinstance(v, UOp) and v.op is Ops.BIND else v)))
-  return tensors, other, var_vals
+  return tensors, shapes, other, var_vals
 
 def _rebind(shape: tuple, var_vals: dict) -> tuple:
   """An unbound shape with each Variable bound to its value in var_vals."""
@@ -129,18 +131,18 @@ class TinyJit(Generic[R]):
 
   def __call__(self, *args, **kwargs) -> R:
     from tinygrad.tensor import Tensor
-    tensors, other, var_vals = _tensor_args(args, kwargs)
+    tensors, shapes, other, var_vals = _tensor_args(args, kwargs)
     key = tuple(other)
     n = self.calls[key] = self.calls.get(key, 0) + 1
     bufs = _contiguous_inputs(tensors)
-    if (cap := self.captured.get(key)) is not None: return self._replay(cap, tensors, bufs, n, var_vals)
+    if (cap := self.captured.get(key)) is not None: return self._replay(cap, tensors, shapes, bufs, n, var_vals)
     if n == 1:
       out = self.fn(*args, **kwargs)
       Tensor.realize_all(_flat_leaves(out, Tensor))
       return out
-    return self._record(key, tensors, args, kwargs)
+    return self._record(key, tensors, shapes, args, kwargs)
 
-  def _record(self, key: tuple, tensors: list, args: tuple, kwargs: dict) -> R:
+  def _record(self, key: tuple, tensors: list, shapes: list, args: tuple, kwargs: dict) -> R:
     from tinygrad.tensor import Tensor, _PENDING
     if _realize.recording is not None: raise RuntimeError("TinyJit: a jitted function called another jitted function while it was being recorded")
     rec = _realize.recording = Recording()
@@ -175,18 +177,19 @@ class TinyJit(Generic[R]):
       return _Slot(slot_of(b), unbind(t.shape, {}))
     outputs = _map_leaves(out, Tensor, as_slot)
     fresh = sorted(({s for _, s, _ in state_out} | {x.slot for x in _flat_leaves(outputs, _Slot)} | set(sym_sizes)) - set(range(len(tensors))))
-    cap = _Captured([_Spec(unbind(t.shape, {}), t.dtype, t.device) for t in tensors], list(slot), fresh, state_in, state_out,
+    cap = _Captured([_Spec(shape, t.dtype, t.device) for t, shape in zip(tensors, shapes)], list(slot), fresh, state_in, state_out,
                     _watch(slot, made, arg_bufs, {t for t, _ in state_in}), kernels, outputs, var_vals, sym_sizes)
     self.captured[key] = cap
     if DEBUG >= 1: print(f"TinyJit: recorded {len(kernels)} kernels in {len(rec.runs)} realizes of {getattr(self.fn, '__name__', 'fn')}")
     return out
 
-  def _replay(self, cap: _Captured, tensors: list, bufs: list[Buffer], n: int, arg_vals: dict) -> R:
-    from tinygrad.tensor import Tensor, _buffer_uop
+  def _replay(self, cap: _Captured, tensors: list, shapes: list, bufs: list[Buffer], n: int, arg_vals: dict) -> R:
+    from tinygrad.tensor import Tensor
+    from tinygrad.engine.realize import buffer_uop
     if len(tensors) != len(cap.specs):
       raise RuntimeError(f"TinyJit: call {n} got {len(tensors)} Tensor arguments; the captured kernels expect {len(cap.specs)}")
-    for i, (t, s) in enumerate(zip(tensors, cap.specs)):
-      if (unbind(t.shape, {}), t.dtype, t.device) != (s.shape, s.dtype, s.device):
+    for i, (t, shape, s) in enumerate(zip(tensors, shapes, cap.specs)):
+      if (shape, t.dtype, t.device) != (s.shape, s.dtype, s.device):
         raise RuntimeError(f"TinyJit: call {n} got input {i} of {_Spec(t.shape, t.dtype, t.device).describe()}; the captured kernels "
                            f"expect {s.describe()}. Make a new TinyJit per shape.")
     var_vals = {**cap.var_vals, **arg_vals}
@@ -199,8 +202,8 @@ class TinyJit(Generic[R]):
       size = sym_eval(cap.sym_sizes[i], var_vals) if i in cap.sym_sizes else table[i].size
       table[i] = Buffer(table[i].device, size, table[i].dtype)
     for ck, slots, dev in cap.kernels: run_kernel(ck, [table[i] for i in slots], dev, var_vals)
-    for t, i, shape in cap.state_out: t.uop = _buffer_uop(table[i], _rebind(shape, var_vals))
-    return _map_leaves(cap.outputs, _Slot, lambda x: Tensor._wrap(_buffer_uop(table[x.slot], _rebind(x.shape, var_vals)), table[x.slot].device))
+    for t, i, shape in cap.state_out: t.uop = buffer_uop(table[i], _rebind(shape, var_vals))
+    return _map_leaves(cap.outputs, _Slot, lambda x: Tensor._wrap(buffer_uop(table[x.slot], _rebind(x.shape, var_vals)), table[x.slot].device))
 
 def _watch(slot: dict[Buffer, int], made: set[Buffer], args: list[Buffer], state: set) -> list[tuple[Any, int]]:
   """Every live Tensor (found once, at record time) that holds a buffer the recording only reads: replays read its

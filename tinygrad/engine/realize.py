@@ -243,7 +243,7 @@ def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
   out = []
   for r, nr, s in zip(roots, norm, plan.outputs):
     if s is None: out.append(resolve(r)); continue
-    v = _buffer_view(r, bufs[s], device)
+    v = buffer_uop(bufs[s], r.shape)
     # a graph of constants and IOTA only (normalize left it unchanged) stays recomputable: later graphs that use it
     # (a shared CONST, an arange feeding a one-hot gather) keep folding it. test_gather_of_computed_index_is_one_load
     if nr is not r: r.realized = v
@@ -253,9 +253,11 @@ def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
     # optimizer step after loss.realize() re-reading the forward pass) reads them. test_step_after_loss_reuses_forward
     slot_of = dict(plan.saved)
     for u, nu in memo.items():
-      if (s := slot_of.get(nu)) is not None and u.realized is None: u.realized = _buffer_view(u, bufs[s], device)
+      if (s := slot_of.get(nu)) is not None and u.realized is None: u.realized = buffer_uop(bufs[s], u.shape)
   return out
 
-def _buffer_view(u: UOp, buf: Buffer, device: str) -> UOp:
-  b = UOp(Ops.BUFFER, u.dtype, (), BufferRef(buf.size, device, buf))
-  return b if u.shape == (u.size,) else UOp(Ops.RESHAPE, u.dtype, (b,), u.shape)
+def buffer_uop(buf: Buffer, shape: tuple) -> UOp:
+  """The Tensor-level node of a realized buffer viewed with `shape` (a reshape unless it is the buffer's own (size,);
+  a symbolic shape is always a reshape, so it keeps its Variables). test_one_dim_symbolic_result_keeps_its_shape"""
+  b = UOp(Ops.BUFFER, buf.dtype, (), BufferRef(buf.size, buf.device, buf))
+  return b if shape == (buf.size,) else UOp(Ops.RESHAPE, buf.dtype, (b,), shape)
