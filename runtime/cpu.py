@@ -1,7 +1,9 @@
-"""The CPU device: memory, an in-process LLVM compiler (llvmlite, O3, host CPU features), ctypes calls, and a thread
-pool that splits a kernel's outermost loop. Knows nothing of UOps: it is handed LLVM IR text and raw buffers."""
+"""The CPU device: memory, an in-process LLVM compiler (libllvmlite through runtime.llvm, O3, host CPU features),
+ctypes calls, and a thread pool that splits a kernel's outermost loop and compiles kernels in the background.
+Knows nothing of UOps: it is handed LLVM IR text and raw buffers."""
 from __future__ import annotations
-import ctypes, os, threading
+import ctypes, os, threading, time
+from runtime import llvm
 from runtime.diskcache import cache_get, cache_put, cache_key
 
 _libc = ctypes.CDLL(None)
@@ -62,68 +64,85 @@ class CPUBuffer:
   def copyout(self, dst_ptr: int, nbytes: int) -> None: ctypes.memmove(dst_ptr, self.ptr, nbytes)
 
 class LLVMCompiler:
-  """LLVM IR text -> object code for the host CPU; object code is cached on disk by source hash and target."""
+  """LLVM IR text -> object code for the host CPU (O3, host features); object code is cached on disk by source hash
+  and target. Thread-safe: every thread compiles with its own TargetMachine and LLVMContext."""
   def __init__(self):
-    import llvmlite, llvmlite.binding as llvm
-    self.llvm = llvm
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    self.cpu, self.features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
-    self.tm = llvm.Target.from_default_triple().create_target_machine(cpu=self.cpu, features=self.features, opt=3, reloc="pic", codemodel="default")
-    self.target_id = f"{llvm.get_default_triple()}|{self.cpu}|{self.features}|llvmlite {llvmlite.__version__}|O3"
+    self.triple, self.cpu, self.features = llvm.host()
+    self.target_id = f"{self.triple}|{self.cpu}|{self.features}|LLVM {llvm.lib().version}|O3"
     self.vector_bits = 512 if "+avx512f" in self.features else 256 if "+avx" in self.features else 128
     self.llvm_compiles = self.disk_hits = 0
+    self._count_lock, self._local = threading.Lock(), threading.local()
+  @property
+  def tm(self) -> llvm.TargetMachine:
+    if (tm := getattr(self._local, "tm", None)) is None: tm = self._local.tm = llvm.TargetMachine(self.triple, self.cpu, self.features)
+    return tm
   def compile(self, src: str) -> bytes:
     key = cache_key(src, self.target_id)
     if (obj := cache_get("llvm", key)) is not None:
-      self.disk_hits += 1
+      with self._count_lock: self.disk_hits += 1
       return obj
-    self.llvm_compiles += 1
-    mod = self.llvm.parse_assembly(src)
-    mod.verify()
-    pb = self.llvm.create_pass_builder(self.tm, self.llvm.PipelineTuningOptions(speed_level=3))
-    pb.getModulePassManager().run(mod, pb)
-    obj = self.tm.emit_object(mod)
+    obj = self.tm.emit(src)
+    with self._count_lock: self.llvm_compiles += 1
     cache_put("llvm", key, obj)
     return obj
-  def disassemble(self, src: str) -> str:
-    mod = self.llvm.parse_assembly(src)
-    pb = self.llvm.create_pass_builder(self.tm, self.llvm.PipelineTuningOptions(speed_level=3))
-    pb.getModulePassManager().run(mod, pb)
-    return self.tm.emit_assembly(mod)
+  def disassemble(self, src: str) -> str: return self.tm.emit(src, assembly=True).decode()
 
 class CPUProgram:
   """A loaded kernel: fn(buf0, buf1, ..., var0, ..., start, end) over the outermost loop's [start, end); the int64
   vars are the values of the kernel's symbolic dimensions."""
   def __init__(self, compiler: LLVMCompiler, name: str, obj: bytes, nbufs: int, nvars: int = 0):
-    llvm = compiler.llvm
-    self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), compiler.tm)
-    self.objfile = llvm.ObjectFileRef.from_data(obj)  # must outlive the engine that links it
-    self.engine.add_object_file(self.objfile)
-    self.engine.finalize_object()
-    addr = self.engine.get_function_address(name)
-    if not addr: raise RuntimeError(f"CPU: kernel {name} not found in its object code")
+    addr, self._keep = compiler.tm.load(obj, name)
     self.fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nbufs), *([ctypes.c_int64] * nvars), ctypes.c_int64, ctypes.c_int64)(addr)
-    self.name = name
+    self.name, self.build_s = name, 0.0
+
+class Pending:
+  """The result of a job on the thread pool. get() waits for it, running queued jobs itself meanwhile (so the waiting
+  thread is one more worker), and re-raises the job's error."""
+  __slots__ = ("_done", "_pool", "value", "error")
+  def __init__(self, pool: ThreadPool):
+    self._done, self._pool = threading.Lock(), pool
+    self._done.acquire()
+    self.value = self.error = None
+  def finish(self, value, error: BaseException | None) -> None:
+    self.value, self.error = value, error
+    self._done.release()
+  def get(self):
+    while not self._done.acquire(blocking=False):
+      if not self._pool.run_one(): self._done.acquire(); break
+    self._done.release()
+    if self.error is not None: raise self.error
+    return self.value
 
 class ThreadPool:
-  """Persistent workers; run(fn, chunks) calls fn(*chunk) for every chunk, the caller taking the first."""
+  """Persistent workers on one queue of jobs: the chunks of a threaded kernel, and kernels compiling in the background
+  while the caller generates the next one."""
   def __init__(self, n: int):
-    import queue  # only threaded kernels need it (fresh-process start)
-    self.n = n
-    self.tasks: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(n - 1)]
-    self.done: queue.SimpleQueue = queue.SimpleQueue()
-    for q in self.tasks: threading.Thread(target=self._worker, args=(q,), daemon=True).start()
-  def _worker(self, q) -> None:  # q: a queue.SimpleQueue of (fn, args)
-    while True:
-      fn, args = q.get()
-      try: fn(*args); self.done.put(None)
-      except BaseException as e: self.done.put(e)
+    import queue  # only threaded kernels and compiles need it (fresh-process start)
+    self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+    self._empty = queue.Empty
+    for _ in range(n): threading.Thread(target=self._worker, daemon=True).start()
+  def submit(self, fn, *args) -> Pending:
+    p = Pending(self)
+    self.jobs.put((fn, args, p))
+    return p
+  def run_one(self) -> bool:
+    """Run a queued job on the calling thread; False when none is queued."""
+    try: fn, args, p = self.jobs.get_nowait()
+    except self._empty: return False
+    self._do(fn, args, p)
+    return True
+  def _worker(self) -> None:
+    while True: self._do(*self.jobs.get())
+  @staticmethod
+  def _do(fn, args, p: Pending) -> None:
+    try: value, error = fn(*args), None
+    except BaseException as e: value, error = None, e
+    p.finish(value, error)
   def run(self, fn, arglists: list[tuple]) -> None:
-    for q, args in zip(self.tasks, arglists[1:]): q.put((fn, args))
+    """fn(*args) for every args, the caller taking the first; returns when all are done."""
+    pending = [self.submit(fn, *args) for args in arglists[1:]]
     fn(*arglists[0])
-    errs = [self.done.get() for _ in arglists[1:]]
-    if (e := next((e for e in errs if e is not None), None)) is not None: raise e
+    for p in pending: p.get()
 
 class CPUDevice:
   name = "CPU"
@@ -134,19 +153,30 @@ class CPUDevice:
     self.threads = int(os.environ.get("THREADS", "0")) or os.cpu_count() or 1
     self._pool: ThreadPool | None = None
   @property
+  def pool(self) -> ThreadPool:
+    if self._pool is None: self._pool = ThreadPool(max(1, self.threads - 1))  # the caller is the other thread
+    return self._pool
+  @property
   def compiler(self) -> LLVMCompiler:
     if self._compiler is None: self._compiler = _shared_compiler()
     return self._compiler
   def alloc(self, nbytes: int) -> CPUBuffer: return CPUBuffer(nbytes)
-  def load(self, name: str, obj: bytes, nbufs: int, nvars: int = 0) -> CPUProgram: return CPUProgram(self.compiler, name, obj, nbufs, nvars)
+  def build(self, name: str, src: str, nbufs: int, nvars: int = 0) -> Pending:
+    """Compile and load a kernel on the thread pool; the caller goes on and takes the CPUProgram with get()."""
+    compiler = self.compiler
+    def job() -> CPUProgram:
+      st = time.perf_counter()
+      prog = CPUProgram(compiler, name, compiler.compile(src), nbufs, nvars)
+      prog.build_s = time.perf_counter() - st
+      return prog
+    return self.pool.submit(job)
   def run(self, prog: CPUProgram, ptrs: list[int], outer: int, work: int, threaded: bool) -> None:
     if not threaded or self.threads == 1 or work < self.PARALLEL_WORK or outer < 2:
       prog.fn(*ptrs, 0, outer)
       return
-    if self._pool is None: self._pool = ThreadPool(self.threads)
     n = min(self.threads, outer)
     bounds = [outer * i // n for i in range(n + 1)]
-    self._pool.run(prog.fn, [(*ptrs, bounds[i], bounds[i + 1]) for i in range(n)])
+    self.pool.run(prog.fn, [(*ptrs, bounds[i], bounds[i + 1]) for i in range(n)])
   def synchronize(self) -> None: pass
 
 _compiler_singleton: LLVMCompiler | None = None

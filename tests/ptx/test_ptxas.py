@@ -304,7 +304,7 @@ def test_kernel_metadata():
 def test_cpu_workload_kernels_render():
   """Run a typical set of programs on the CPU, then render every kernel AST compiled so far in this process (this
   workload's, and every earlier test's when the whole suite runs) to PTX (no ptxas: speed). The caches are not
-  cleared: dropping compiled CPU programs crashes llvmlite's MCJIT (see the report); odd shapes make new kernels."""
+  cleared (compiled CPU programs live as long as the process); odd shapes make new kernels."""
   from tinygrad import nn
   before = len(kernel_cache)
   x = Tensor(rng.uniform(-1, 1, (9, 17)).astype(np.float32))

@@ -26,7 +26,7 @@ class InputSlot:
 @dataclass
 class CompiledKernel:
   name: str
-  program: object
+  program: object     # CPUProgram (a runtime.cpu.Pending while it compiles) or CUDAProgram
   launch: tuple       # the device's run() arguments after the buffers: CPU (outer, work, threaded); CUDA (grid, block)
   src: str
   ops: str            # the Tensor-level ops fused in it, for DEBUG=2
@@ -148,7 +148,7 @@ def compile_kernel(ast: UOp, outs: tuple[UOp, ...], device: str) -> CompiledKern
     name = info.name
     src = LLVMRenderer(dev.compiler.vector_bits).render(name, prog, list(sink.arg), info.thread_range)
     if DEBUG >= 4: print(colored(f"// {name}", "cyan") + "\n" + src)
-    program = dev.load(name, dev.compiler.compile(src), len(sink.arg) - len(variables), len(variables))
+    program = dev.build(name, src, len(sink.arg) - len(variables), len(variables))  # compiles on the thread pool
     outer = info.thread_range.arg.end if info.thread_range is not None else 1
     launch, flops = (outer, info.work, info.thread_range is not None), count_flops(sink)
     detail = f"vector={info.vector} threads={'split ' + repr(outer) if info.thread_range is not None else 'inline'}"
@@ -156,7 +156,7 @@ def compile_kernel(ast: UOp, outs: tuple[UOp, ...], device: str) -> CompiledKern
   fused = sorted({u.op.name.lower() for u in UOp(Ops.SINK, src=outs).toposort() if u.op not in MOVEMENT and u.op not in (Ops.BUFFER, Ops.CONST, Ops.SINK, Ops.BIND, Ops.DEFINE_VAR)})
   nbytes = sum(p.arg.size * p.dtype.itemsize for p in ast.arg if p.op is Ops.DEFINE_GLOBAL)
   ck = CompiledKernel(name, program, launch, src, ", ".join(fused), flops, nbytes, variables)
-  if DEBUG >= 3: print(f"  {name}: {detail} compiled in {(time.perf_counter()-st)*1e3:.1f} ms")
+  if DEBUG >= 3: print(f"  {name}: {detail} generated in {(time.perf_counter()-st)*1e3:.1f} ms")
   kernel_cache[key] = ck
   return ck
 
@@ -175,6 +175,12 @@ def make_plan(roots: tuple[UOp, ...], n_inputs: int, device: str) -> ExecPlan:
   for it in items:
     ck = BufferCopy() if it.ast is None else compile_kernel(it.ast, it.outs, device)
     kernels.append((ck, tuple(slot_for(o) for o in it.outs) + tuple(slot_for(i) for i in it.inputs)))
+  if device.startswith("CPU"):
+    from runtime.cpu import Pending
+    for ck, _ in kernels:  # wait for the kernels compiling in the background
+      if isinstance(ck, CompiledKernel) and isinstance(ck.program, Pending):
+        ck.program = ck.program.get()
+        if DEBUG >= 3: print(f"  {ck.name}: LLVM compile and load {ck.program.build_s*1e3:.1f} ms")
   outputs = [None if is_view_of_buffer(r) else slot_for(r) for r in roots]
   saved = [(o, slot[o]) for it in items for o in it.outs if o not in roots and o in slot]
   return ExecPlan(n_inputs, new_bufs, kernels, outputs, saved)

@@ -1,0 +1,108 @@
+"""runtime.llvm (our ctypes binding of libllvmlite) and the CPU thread pool that compiles kernels in the background."""
+import ctypes, json, os, pathlib, subprocess, sys, threading
+import numpy as np
+import pytest
+from runtime import llvm
+from runtime.cpu import ThreadPool
+from tinygrad import Tensor
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ADD_ONE = """define void @add_one(ptr noalias %out, ptr noalias %x, i64 %start, i64 %end) {
+entry:
+  br label %loop
+loop:
+  %i = phi i64 [%start, %entry], [%next, %loop]
+  %src = getelementptr inbounds float, ptr %x, i64 %i
+  %v = load float, ptr %src
+  %w = fadd float %v, 1.0
+  %dst = getelementptr inbounds float, ptr %out, i64 %i
+  store float %w, ptr %dst
+  %next = add i64 %i, 1
+  %more = icmp slt i64 %next, %end
+  br i1 %more, label %loop, label %exit
+exit:
+  ret void
+}
+"""
+
+def test_host_description_and_version():
+  triple, cpu, features = llvm.host()
+  assert triple and cpu and "+" in features, (triple, cpu, features)
+  assert llvm.lib().version.count(".") == 2 and int(llvm.lib().version.split(".")[0]) >= 15
+
+def test_compile_load_and_call():
+  tm = llvm.TargetMachine(*llvm.host())
+  obj = tm.emit(ADD_ONE)
+  assert obj[:4] == b"\x7fELF" or sys.platform != "linux"
+  assert "add_one" in tm.emit(ADD_ONE, assembly=True).decode()
+  addr, keep = tm.load(obj, "add_one")
+  fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(addr)
+  x, out = np.arange(7, dtype=np.float32), np.zeros(7, np.float32)
+  fn(out.ctypes.data, x.ctypes.data, 2, 6)
+  np.testing.assert_array_equal(out, [0, 0, 3, 4, 5, 6, 0])
+
+def test_errors_carry_llvm_messages():
+  tm = llvm.TargetMachine(*llvm.host())
+  with pytest.raises(llvm.LLVMError, match="LLVM IR parsing error(.|\n)*expected"): tm.emit("define void @f( {")
+  not_dominating = "define i32 @f(i1 %c) {\nentry:\n  br i1 %c, label %a, label %b\na:\n  %x = add i32 1, 2\n  br label %b\nb:\n  ret i32 %x\n}\n"
+  with pytest.raises(llvm.LLVMError, match="verification error(.|\n)*does not dominate"): tm.emit(not_dominating)
+  with pytest.raises(llvm.LLVMError, match="function nope not found"): tm.load(tm.emit(ADD_ONE), "nope")
+
+def test_threads_compile_at_once_and_agree():
+  """Every thread has its own context and target machine: four threads compiling the same modules at the same time
+  produce the object code one thread does (no global lock serialises them, so this would crash if they shared)."""
+  srcs = [ADD_ONE.replace("1.0", f"{k}.0").replace("add_one", f"add_{k}") for k in range(6)]
+  expect = [llvm.TargetMachine(*llvm.host()).emit(s) for s in srcs]
+  results: dict[int, list[bytes]] = {}
+  def work(t: int) -> None:
+    tm = llvm.TargetMachine(*llvm.host())
+    results[t] = [tm.emit(s) for s in srcs * 3]
+  threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+  for t in threads: t.start()
+  for t in threads: t.join()
+  assert all(results[t] == expect * 3 for t in range(4))
+
+def test_pending_get_runs_queued_jobs_itself():
+  """A thread waiting on a result works through the queue: with the only worker blocked by a job that waits for a
+  later job, get() on that later job must run it on the caller (otherwise this deadlocks)."""
+  pool = ThreadPool(1)
+  gate = threading.Event()
+  blocked = pool.submit(lambda: gate.wait(10) and "released")
+  opener = pool.submit(lambda: gate.set() or "opened")
+  assert opener.get() == "opened"
+  assert blocked.get() == "released"
+
+def test_job_errors_reach_the_caller():
+  pool = ThreadPool(1)
+  p = pool.submit(lambda: 1 / 0)
+  with pytest.raises(ZeroDivisionError): p.get()
+  seen: list[int] = []
+  pool.run(lambda a, b: seen.extend(range(a, b)), [(0, 3), (3, 5), (5, 9)])
+  assert sorted(seen) == list(range(9))
+
+def test_kernels_of_one_plan_compile_in_the_background(tmp_path):
+  """Fresh process: a plan with several kernels compiles them on the pool (the counters count every compile once),
+  and neither llvmlite's Python package nor its lock is imported on the way to a result."""
+  prog = """
+import json, sys
+from tinygrad import Tensor
+from tinygrad.device import Device
+a = Tensor.arange(12).reshape(3, 4).float()
+out = [(a.exp() + 1).sum(1).numpy().tolist(), (a @ a.T).max().item(), a.softmax(1).sum().item()]
+c = Device["CPU"].compiler
+print(json.dumps({"out": out, "compiles": c.llvm_compiles, "llvmlite": sorted(m for m in sys.modules if m.startswith("llvmlite"))}))
+"""
+  env = {**os.environ, "PYTHONPATH": str(ROOT), "CACHEDB": str(tmp_path)}
+  p = subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True, text=True, timeout=120)
+  assert p.returncode == 0, p.stderr
+  res = json.loads(p.stdout.strip().splitlines()[-1])
+  a = np.arange(12, dtype=np.float64).reshape(3, 4)
+  np.testing.assert_allclose(res["out"][0], (np.exp(a) + 1).sum(1), rtol=1e-5)
+  assert res["out"][1] == (a @ a.T).max() and abs(res["out"][2] - 3) < 1e-5
+  assert res["compiles"] >= 3 and res["llvmlite"] == []
+
+def test_results_are_right_when_many_kernels_compile_together():
+  xs = [Tensor(np.full((5, 7), k, np.float32)) for k in range(8)]
+  outs = [(x * (k + 1) + x.sum(1, keepdim=True)).max(1) for k, x in enumerate(xs)]
+  Tensor.realize(*outs)
+  for k, o in enumerate(outs): np.testing.assert_allclose(o.numpy(), np.full(5, k * (k + 1) + 7 * k, np.float32))
