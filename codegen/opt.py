@@ -171,8 +171,10 @@ def choose_upcasts(sink: UOp, vec_range: UOp | None) -> list[tuple[UOp, int]]:
   for r in reversed(_ranges(sink, "global")):
     if len(out) == 2: break
     if not any(r not in ld.src[1].ranges for ld in loads): continue  # nothing to share between the copies
-    f = 2 if r is vec_range else 4
-    if r.arg.end % f == 0 and r.arg.end >= f: out.append((r, f))
+    if (f := next((f for f in ((2,) if r is vec_range else (4, 2)) if r.arg.end % f == 0), None)) is not None: out.append((r, f))
+  # a column sum (every load moves with the vector loop): nothing is shared, but 4 accumulators side by side read 4
+  # vectors of each row at once instead of one latency-bound chain per vector. test_column_sum_keeps_four_accumulators
+  if not out and vec_range is not None and vec_range.arg.end % 4 == 0: out.append((vec_range, 4))
   # keep at least 8 accumulators in flight (FMA latency x throughput): when the vector loop could not be unrolled
   # (784 = 49 x 16 lanes), unroll the row loop 8x instead of 4x
   if prod(f for _, f in out) < 8 and out and out[-1][0] is not vec_range and out[-1][0].arg.end % 8 == 0: out[-1] = (out[-1][0], 8)

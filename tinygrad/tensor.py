@@ -2,7 +2,7 @@
 from __future__ import annotations
 import math, itertools, os
 from typing import Any, Callable, ClassVar, Sequence
-from tinygrad.uop import UOp, Ops, ReduceArg, WindowArg, sym_eval, sym_canon
+from tinygrad.uop import UOp, Ops, ReduceArg, WindowArg, sym_eval, sym_canon, arg_key
 from tinygrad.dtype import DType, dtypes, ConstType, least_upper_dtype, least_upper_float, to_dtype
 from tinygrad.device import Device, Buffer
 from tinygrad.helpers import prod, ceildiv
@@ -1377,12 +1377,19 @@ def _mix32(x: Tensor) -> Tensor:
   x = x * 0x846CA68B
   return x ^ (x >> 16)
 
+_const_views: dict[tuple, UOp] = {}
 def _const_view(dtype: DType, value: ConstType, shape: tuple[int, ...]) -> UOp:
-  """CONST reshaped and expanded to shape (the UOps Tensor.full builds, without the argument checks)."""
+  """CONST reshaped and expanded to shape (the UOps Tensor.full builds, without the argument checks). The last 1024
+  are kept: `x + 1` in a loop builds its constant's three nodes once (they would die with each step's graph)."""
+  key = (dtype, type(value), arg_key(value), shape)
+  if (v := _const_views.get(key)) is not None: return v
   c = UOp.const(dtype, value)
-  if not shape: return c
-  c = UOp(Ops.RESHAPE, dtype, (c,), (1,) * len(shape))
-  return c if all(s == 1 for s in shape) else UOp(Ops.EXPAND, dtype, (c,), shape)
+  if shape:
+    c = UOp(Ops.RESHAPE, dtype, (c,), (1,) * len(shape))
+    if not all(s == 1 for s in shape): c = UOp(Ops.EXPAND, dtype, (c,), shape)
+  if len(_const_views) >= 1024: _const_views.clear()
+  _const_views[key] = c
+  return c
 
 def _resolved(u: UOp) -> UOp:
   """u, or the buffer view holding its value if it was realized earlier."""

@@ -90,7 +90,7 @@ def _drop(key) -> None:
   ref = UOp._cache.get(key)
   if ref is not None and ref() is None: del UOp._cache[key]
 
-def _argkey(arg):
+def arg_key(arg):
   # floats are keyed by their bits, so 0.0 / -0.0 stay apart and NaN constants are shared
   if isinstance(arg, float): return ("f", struct.pack("d", arg))
   return arg
@@ -104,7 +104,7 @@ class UOp:
   arg: Any
 
   def __new__(cls, op: Ops, dtype: DType = dtypes.void, src: tuple[UOp, ...] = (), arg: Any = None):
-    key = (op, dtype, src, arg if type(arg) is not float else _argkey(arg))
+    key = (op, dtype, src, arg if type(arg) is not float else arg_key(arg))
     if (ref := UOp._cache.get(key)) is not None and (ret := ref()) is not None: return ret
     self = object.__new__(cls)
     self.op, self.dtype, self.src, self.arg = op, dtype, src, arg

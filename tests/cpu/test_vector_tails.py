@@ -204,3 +204,20 @@ def test_padded_row_is_one_masked_load(capsys):
   ir = capsys.readouterr().out
   assert "llvm.masked.load.v16f32" in ir and "extractelement" not in ir
   np.testing.assert_array_equal(out.numpy(), np.pad(a, ((0, 0), (3, 5))) * 2)
+
+def test_column_sum_keeps_four_accumulators(capsys):
+  # a sum over rows of a (128, 512) matrix: every load moves with the vector loop, so nothing is shared, yet four
+  # vectors of each row are summed side by side (four accumulators, 64 contiguous floats per row read)
+  a = (np.arange(128 * 512, dtype=np.float32).reshape(128, 512) % 13) - 6
+  with Context(DEBUG=4): s = t(a).sum(0).realize()
+  ir = capsys.readouterr().out
+  assert "r_512_128: vector=('global', 16)" in ir and "%acc3 = alloca <16 x float>" in ir and "%acc4" not in ir
+  np.testing.assert_array_equal(s.numpy(), a.sum(0))
+
+@examples(20)
+@given(rows=SIZES, cols=SIZES, data=st.data())
+def test_column_sums_of_odd_shapes_match_numpy(rows, cols, data):
+  # cols = 4 * 16 * k + tail: four accumulators in the unrolled iterations, masked lanes in the last one
+  a = ints(data, (rows, cols * 5), "float32")
+  np.testing.assert_array_equal(t(a).sum(0).numpy(), a.sum(0))
+  np.testing.assert_array_equal(t(a).max(0).numpy(), a.max(0))
