@@ -72,10 +72,17 @@ def linearize(sink: UOp, loop_order: tuple[UOp, ...] | None = None) -> Block:
     out = []
     while r is not None: out.append(r); r = parent[r]
     return out
+  # a load from a buffer the kernel also stores to (codegen/opt.py store_reduced_values) comes after the stores to
+  # it that read nothing of it (the values it reads back): memory order, which no source edge expresses
+  written = {st.src[0] for st in sink.src if st.op is Ops.STORE}
+  after: dict[UOp, list[UOp]] = {}
+  for ld in (u for u in nodes if u.op is Ops.LOAD and u.src[0] in written):
+    after[ld] = [st for st in sink.src if st.op is Ops.STORE and st.src[0] is ld.src[0] and
+                 not any(x.op is Ops.LOAD and x.src[0] is ld.src[0] for x in st.toposort())]
   def deps(u: UOp) -> list[UOp]:
     if u.op is Ops.REDUCE: return [accs[u][1]]
     if u.op is Ops.ACCUMULATE: return [u.src[0], u.src[1]]
-    out, stack = [], list(u.src)
+    out, stack = list(after.get(u, ())), list(u.src)
     while stack:  # look through inline nodes (a VECTORIZE broadcasting a computed value) to what they read
       s = stack.pop()
       if s.op in INLINE: stack.extend(s.src)

@@ -48,6 +48,32 @@ def fold_onehot_reduce(red: UOp) -> UOp | None:
 
 pm_fold_onehot = PatternMatcher([(UPat(Ops.REDUCE, name="red"), fold_onehot_reduce)], name="fold_onehot")  # test_gather_is_one_load
 
+def store_reduced_values(sink: UOp) -> UOp:
+  """out[i, j] = f(e(i, j), sum_j' e(i, j')) (softmax: exp(x - max) / sum exp(x - max)) computes e twice per element.
+  Instead the sum's loop also stores e(i, j') to out[i, j'], and the output loop reads it back (the row is still in L1):
+  e once per element (softmax 4096x1024 kernel: 1.85 -> 1.23 ms). Only where the output has e's dtype and e depends on no other
+  loop than j' and the output's own; and the sum's loop must run once per value of every other output loop, inside
+  them (each row's values are stored by the one iteration that computes that row: j is not the thread loop, and the
+  sum depends on every other output loop). The linearizer orders the read after the store (same buffer).
+  test_softmax_computes_exp_once, test_every_intermediate_of_a_random_program_is_correct"""
+  stores = list(sink.src)
+  glob = _ranges(sink, "global")
+  for k, st in enumerate(sink.src):
+    buf, idx, val = st.src[:3]
+    if len(st.src) != 3: continue
+    nodes = set(val.toposort())
+    for red in (u for u in val.toposort() if u.op is Ops.REDUCE and u.arg is Ops.ADD and len(u.src) == 2):
+      e, r = red.src
+      if e.dtype != buf.dtype or e.op in (Ops.LOAD, Ops.CONST) or not e.ranges <= {r} | idx.ranges: continue
+      j = next((g for g in idx.ranges if g.op is Ops.RANGE and g.arg.kind == "global" and g.arg.end == r.arg.end and
+                g is not glob[0] and e.substitute({r: g}) in nodes), None)
+      if j is None or not idx.ranges - {j} <= red.ranges: continue
+      loaded = UOp(Ops.LOAD, e.dtype, (buf, idx))
+      stores[k] = UOp(Ops.STORE, st.dtype, (buf, idx, val.substitute({e.substitute({r: j}): loaded})))
+      stores.append(UOp(Ops.STORE, st.dtype, (buf, idx.substitute({j: r}), e)))
+      break
+  return sink if stores == list(sink.src) else UOp(Ops.SINK, sink.dtype, tuple(stores), sink.arg)
+
 @dataclass(frozen=True)
 class KernelInfo:
   name: str
@@ -266,6 +292,7 @@ def optimize(sink: UOp, max_lanes: int, threads: int, noopt: bool) -> tuple[UOp,
   noopt = noopt or any(p.op is Ops.DEFINE_VAR for p in sink.arg)
   sink = graph_rewrite(sink, pm_symbolic + pm_fold_onehot, name="simplify")
   sink = graph_rewrite(sink, pm_promote_half)
+  if not noopt: sink = store_reduced_values(sink)
   vec = None if noopt else choose_vector_axis(sink, max_lanes)
   if vec is not None:
     r, kind, w = vec
@@ -287,7 +314,8 @@ def loop_order(sink: UOp, glob: list[UOp]) -> tuple[UOp, ...]:
   """Global loops outermost first: by id, except that a reduce kernel whose outer loop re-reads a large operand on
   every iteration (matmul's rows re-streaming all of B) nests that loop innermost, so the operand's panel for the
   inner loops stays in cache while the outer loop's rows stream past it. The outer loop stays the thread loop."""
-  if len(glob) < 2: return tuple(glob)
+  # a kernel reading back what it stored (store_reduced_values) keeps its nesting: the row loop stays outside
+  if len(glob) < 2 or any(u.op is Ops.LOAD and u.src[0] in {st.src[0] for st in sink.src} for u in sink.toposort()): return tuple(glob)
   outer = glob[0]
   loads = [ld for red in sink.toposort() if red.op is Ops.REDUCE for ld in red.src[0].toposort() if ld.op is Ops.LOAD]
   reread = {ld.src[0] for ld in loads if outer not in ld.src[1].ranges}

@@ -29,6 +29,18 @@ def test_softmax_is_one_kernel():
   e = np.exp(x.numpy() - x.numpy().max(-1, keepdims=True))
   np.testing.assert_allclose(out.numpy(), e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
 
+def test_softmax_computes_exp_once(capsys):
+  # the row sum's loop stores exp(x - max) to the output, and the output loop scales what it reads back: one exp2
+  # (one float->int conversion of its exponent) per element instead of two (codegen/opt.py store_reduced_values)
+  from tinygrad import Context
+  x, h = rnd(8, 100), rnd(8, 100).cast("float16")
+  with Context(DEBUG=4): out, outh = x.softmax(-1).realize(), h.softmax(-1).realize()
+  ir = capsys.readouterr().out.split("define void")
+  assert [k.count("fptosi") for k in ir[1:]] == [1, 2], "float32 computes exp once; float16 output keeps float32 exp"
+  for got, a, tol in ((out, x.numpy(), 1e-6), (outh, h.numpy().astype(np.float32), 1e-3)):
+    e = np.exp(a - a.max(-1, keepdims=True))
+    np.testing.assert_allclose(got.numpy().astype(np.float32), e / e.sum(-1, keepdims=True), rtol=tol * 10, atol=tol)
+
 def test_view_chain_is_one_kernel_and_views_do_not_copy():
   x = rnd(8, 6, 4)
   v = x.permute(2, 0, 1).reshape(4, 48)[1:3, ::2].flip(1).pad(((1, 0), (0, 2)))

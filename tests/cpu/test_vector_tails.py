@@ -221,3 +221,21 @@ def test_column_sums_of_odd_shapes_match_numpy(rows, cols, data):
   a = ints(data, (rows, cols * 5), "float32")
   np.testing.assert_array_equal(t(a).sum(0).numpy(), a.sum(0))
   np.testing.assert_array_equal(t(a).max(0).numpy(), a.max(0))
+
+@examples(25)
+@given(shape=st.tuples(SIZES, SIZES, st.sampled_from([1, 3, 16, 33, 100])), axis=st.integers(0, 2), data=st.data())
+def test_values_stored_for_their_row_sum_match_numpy(shape, axis, data):
+  # out = e / sum(e) along an axis (softmax, and a plain ratio): the sum's loop stores e into the output, the output
+  # loop reads it back (codegen/opt.py store_reduced_values); every axis, odd widths, upcast rows
+  a = ints(data, shape, "float32").astype(np.float32) / 4
+  e = np.exp(a - a.max(axis, keepdims=True))
+  np.testing.assert_allclose(t(a).softmax(axis).numpy(), e / e.sum(axis, keepdims=True), rtol=1e-5, atol=1e-7)
+  r = a * a + 1
+  np.testing.assert_allclose((t(a) * t(a) + 1).div((t(a) * t(a) + 1).sum(axis, keepdim=True)).numpy(), r / r.sum(axis, keepdims=True), rtol=1e-5)
+
+def test_values_stored_for_their_row_sum_split_over_threads():
+  # rows are split across threads (2^17+ elements): each thread stores and reads back only its own rows
+  a = np.random.default_rng(1).standard_normal((517, 300)).astype(np.float32)
+  for axis in (0, 1):
+    e = np.exp(a - a.max(axis, keepdims=True))
+    np.testing.assert_allclose(t(a).softmax(axis).numpy(), e / e.sum(axis, keepdims=True), rtol=1e-5, atol=1e-8)
