@@ -244,13 +244,15 @@ def _base_and_stride(idx: UOp) -> tuple[UOp, int]:
   terms, const = affine(idx)
   lanes = [t for t in terms if t.op is Ops.LANE]
   if len(lanes) == 1 and 1 <= terms[lanes[0]] <= MAX_STRIDE and not any(_is_vec(t) for t in terms if t is not lanes[0]):
-    return graph_rewrite(_build({t: c for t, c in terms.items() if t is not lanes[0]}, const), pm_symbolic), terms[lanes[0]]
+    return _build({t: c for t, c in terms.items() if t is not lanes[0]}, const), terms[lanes[0]]
   return idx, 0
 
 def _build(terms: dict[UOp, int], const: int) -> UOp:
-  out = UOp.const(dtypes.index, const)
-  for t, c in terms.items(): out = out + (t * c if c != 1 else t)
-  return out
+  out = None
+  for t, c in terms.items():
+    t = t * c if c != 1 else t
+    out = t if out is None else out + t
+  return UOp.const(dtypes.index, const) if out is None else out + const if const else out
 
 def guard_loads(sink: UOp) -> UOp:
   """Loads whose index may leave the buffer (reads under a PAD mask are discarded, but must stay in memory): a vector
