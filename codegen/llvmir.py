@@ -9,7 +9,7 @@ with a fourth `llvm.masked.store`; a LOAD with a Strided arg reads s*W elements 
 """
 from __future__ import annotations
 import math, struct
-from tinygrad.uop import UOp, Ops
+from tinygrad.uop import UOp, Ops, affine
 from tinygrad.dtype import DType, dtypes
 from codegen.linearize import Block
 from codegen.lower import reduce_identity
@@ -38,6 +38,11 @@ def const_literal(val, dt: DType) -> str:
   if dt == dtypes.float32: val = struct.unpack("<f", struct.pack("<f", val))[0] if math.isfinite(val) else val
   return "0x%016X" % struct.unpack("<Q", struct.pack("<d", val))[0]
 
+STREAM_BYTES = 32 << 20  # outputs at least this large are written with non-temporal stores (larger than the caches)
+
+def _blocks(b: Block) -> list[Block]:
+  return [b] + [x for it in b.items if isinstance(it, Block) for x in _blocks(it)]
+
 def _i32_divmod(u: UOp) -> bool:
   c, x = u.src[1], u.src[0]
   return dtypes.is_int(u.dtype) and c.op is Ops.CONST and c.arg > 0 and -2 ** 31 <= x.vmin and x.vmax < 2 ** 31
@@ -54,14 +59,19 @@ class LLVMRenderer:
     self.allocas: list[str] = []
     self.cur_block = "body"
     self.thread_range = thread_range
+    self.nontemporal = False
+    self.loaded = {u.src[0] for b in _blocks(prog) for u in b.items if isinstance(u, UOp) and u.op is Ops.LOAD}
     bufs, variables = [p for p in params if p.op is Ops.DEFINE_GLOBAL], [p for p in params if p.op is Ops.DEFINE_VAR]
     for p in bufs: self.names[p] = f"%data{p.arg.index}"
     for i, v in enumerate(variables): self.names[v] = f"%var{i}"
     self.block(prog)
     args = ", ".join([f"ptr noalias align 16 %data{p.arg.index}" for p in bufs] + [f"i64 %var{i}" for i in range(len(variables))]) + ", i64 %start, i64 %end"
-    body = "\n".join(["entry:"] + self.allocas + ["  br label %body", "body:"] + self.lines + ["  ret void"])
+    # non-temporal stores are weakly ordered: a fence makes them visible before the kernel returns to its caller
+    end = ["  fence seq_cst", "  ret void"] if self.nontemporal else ["  ret void"]
+    body = "\n".join(["entry:"] + self.allocas + ["  br label %body", "body:"] + self.lines + end)
     attrs = f'attributes #0 = {{ nounwind "min-legal-vector-width"="{self.vector_bits}" "prefer-vector-width"="{self.vector_bits}" }}'
-    return "\n".join(sorted(self.decls)) + f"\n\ndefine void @{name}({args}) #0 {{\n{body}\n}}\n{attrs}\n"
+    meta = "\n!0 = !{i32 1}" if self.nontemporal else ""
+    return "\n".join(sorted(self.decls)) + f"\n\ndefine void @{name}({args}) #0 {{\n{body}\n}}\n{attrs}{meta}\n"
 
   def tmp(self) -> str:
     self.n += 1
@@ -214,7 +224,10 @@ class LLVMRenderer:
     assert len(u.src) == 3, "a masked store is contiguous: vectorize only splits an output loop the store is contiguous in"
     if idx.dtype.count == 1:
       p = self.gep(buf, self.val(idx), idx.dtype)
-      self.emit(f"store {mt} {val}, ptr {p}, align {buf.dtype.scalar.itemsize}")
+      if self.streams(u, vdt):
+        self.emit(f"store {mt} {val}, ptr {p}, align {vdt.itemsize}, !nontemporal !0")
+        self.nontemporal = True
+      else: self.emit(f"store {mt} {val}, ptr {p}, align {buf.dtype.scalar.itemsize}")
       return
     iv, st = self.val(idx), ltype(buf.dtype, mem=True)
     for lane in range(idx.dtype.count):
@@ -223,6 +236,17 @@ class LLVMRenderer:
       self.emit(f"{x} = extractelement {mt} {val}, i64 {lane}")
       p = self.gep(buf, i, dtypes.index)
       self.emit(f"store {st} {x}, ptr {p}")
+
+  def streams(self, u: UOp, vdt: DType) -> bool:
+    """A store of whole vector registers into an output far larger than the caches, at an index that is a multiple of
+    the vector (buffers are 64-byte aligned): non-temporal, so the line is not first read from memory only to be
+    overwritten (write-allocate). Not for a buffer the kernel also reads (softmax's stored values are read back).
+    (a*b+c).relu() on 16M floats: test_large_outputs_are_stored_non_temporally"""
+    buf, idx = u.src[0], u.src[1]
+    if vdt.itemsize * 8 != self.vector_bits or not isinstance(buf.arg.size, int) or buf.arg.size * buf.dtype.itemsize < STREAM_BYTES: return False
+    if buf in self.loaded: return False
+    terms, const = affine(idx)
+    return all(c % vdt.count == 0 for c in terms.values()) and const % vdt.count == 0
 
   def horizontal(self, op: Ops, dt: DType, v: str) -> str:
     s, out = dt.scalar, self.tmp()

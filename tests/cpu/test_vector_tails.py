@@ -239,3 +239,19 @@ def test_values_stored_for_their_row_sum_split_over_threads():
   for axis in (0, 1):
     e = np.exp(a - a.max(axis, keepdims=True))
     np.testing.assert_allclose(t(a).softmax(axis).numpy(), e / e.sum(axis, keepdims=True), rtol=1e-5, atol=1e-8)
+
+def test_large_outputs_are_stored_non_temporally(capsys):
+  # an output of 32 MiB or more is written with non-temporal vector stores (no read of each line before it is
+  # overwritten) and a fence before the kernel returns; a small one with ordinary stores. A size the lanes do not
+  # divide stores through masks (ordinary masked stores); every element is right either way.
+  n = 8 << 20
+  a = np.arange(n + 5, dtype=np.float32) % 1000
+  with Context(DEBUG=4):
+    big = (t(a[:n]) * 2 + 1).realize()
+    small = (t(a[:4096]) * 2 + 1).realize()
+  kernels = capsys.readouterr().out.split("define void")[1:]
+  assert len(kernels) == 2 and "!nontemporal" in kernels[0] and "fence seq_cst" in kernels[0]
+  assert "!nontemporal" not in kernels[1]
+  np.testing.assert_array_equal(big.numpy(), a[:n] * 2 + 1)
+  np.testing.assert_array_equal(small.numpy(), a[:4096] * 2 + 1)
+  np.testing.assert_array_equal((t(a) * 2 + 1).numpy(), a * 2 + 1)
