@@ -241,8 +241,8 @@ class LLVMRenderer:
     """A store of whole vector registers into an output far larger than the caches, at an index that is a multiple of
     the vector (buffers are 64-byte aligned): non-temporal, so the line is not first read from memory only to be
     overwritten (write-allocate). Not for a buffer the kernel also reads (softmax's stored values are read back).
-    (a*b+c).relu() on 16M floats, the same kernel with and without, interleaved: 6.4 vs 7.6 ms (3.8 vs 5.2 in a
-    faster period of the shared host). test_large_outputs_are_stored_non_temporally"""
+    (a*b+c).relu() on 16M floats, with vs without: 6.4 vs 7.6 ms (bench/kernel_ab.py nontemporal).
+    test_large_outputs_are_stored_non_temporally"""
     buf, idx = u.src[0], u.src[1]
     if vdt.itemsize * 8 != self.vector_bits or not isinstance(buf.arg.size, int) or buf.arg.size * buf.dtype.itemsize < STREAM_BYTES: return False
     if buf in self.loaded: return False
