@@ -154,7 +154,7 @@ class CPUDevice:
     self._pool: ThreadPool | None = None
   @property
   def pool(self) -> ThreadPool:
-    if self._pool is None: self._pool = ThreadPool(max(1, self.threads - 1))  # the caller is the other thread
+    if self._pool is None: self._pool = ThreadPool(self.threads - 1)  # the caller is one more (THREADS=1: it does all)
     return self._pool
   @property
   def compiler(self) -> LLVMCompiler:

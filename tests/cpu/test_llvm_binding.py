@@ -72,6 +72,12 @@ def test_pending_get_runs_queued_jobs_itself():
   assert opener.get() == "opened"
   assert blocked.get() == "released"
 
+def test_pool_without_workers_runs_jobs_on_the_caller():
+  # THREADS=1: no worker threads; a job (a kernel compile) runs when its result is asked for, on the asking thread
+  pool = ThreadPool(0)
+  p = pool.submit(threading.get_ident)
+  assert p.get() == threading.get_ident()
+
 def test_job_errors_reach_the_caller():
   pool = ThreadPool(1)
   p = pool.submit(lambda: 1 / 0)
