@@ -112,3 +112,23 @@ def test_results_are_right_when_many_kernels_compile_together():
   outs = [(x * (k + 1) + x.sum(1, keepdim=True)).max(1) for k, x in enumerate(xs)]
   Tensor.realize(*outs)
   for k, o in enumerate(outs): np.testing.assert_allclose(o.numpy(), np.full(5, k * (k + 1) + 7 * k, np.float32))
+
+def test_forked_child_compiles_and_runs_threaded_kernels():
+  # a fork keeps only the forking thread: the child's pool has no live workers, so whoever waits on a job runs it
+  # (kernel chunks and compiles alike) instead of waiting forever
+  if not hasattr(os, "fork"): pytest.skip("no os.fork on this platform")
+  prog = """
+import os, numpy as np
+from tinygrad import Tensor
+a = Tensor(np.ones((600, 600), np.float32)).realize()
+assert (a @ a).sum().item() == 600 ** 3
+pid = os.fork()
+if pid == 0:
+  b = Tensor(np.full((700, 700), 2, np.float32))
+  ok = (b @ b).sum().item() == 4 * 700 ** 3 and abs((b.exp() + 1).max().item() - 8.389056) < 1e-4
+  os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+print("child exit", os.waitstatus_to_exitcode(status))
+"""
+  p = subprocess.run([sys.executable, "-c", prog], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+  assert p.returncode == 0 and "child exit 0" in p.stdout, p.stdout + p.stderr
