@@ -68,7 +68,7 @@ def store_reduced_values(sink: UOp) -> UOp:
       if e.dtype != buf.dtype or e.op in (Ops.LOAD, Ops.CONST) or not e.ranges <= {r} | idx.ranges: continue
       j = next((g for g in idx.ranges if g.op is Ops.RANGE and g.arg.kind == "global" and g.arg.end == r.arg.end and
                 g is not glob[0] and e.substitute({r: g}) in nodes), None)
-      if j is None or not idx.ranges - {j} <= red.ranges: continue
+      if j is None or j in e.ranges or not idx.ranges - {j} <= red.ranges: continue  # e(i, j, j') would be stored per j
       loaded = UOp(Ops.LOAD, e.dtype, (buf, idx))
       stores[k] = UOp(Ops.STORE, st.dtype, (buf, idx, val.substitute({e.substitute({r: j}): loaded})))
       stores.append(UOp(Ops.STORE, st.dtype, (buf, idx.substitute({j: r}), e)))

@@ -136,7 +136,7 @@ class ThreadPool:
   @staticmethod
   def _do(fn, args, p: Pending) -> None:
     try: value, error = fn(*args), None
-    except BaseException as e: value, error = None, e
+    except Exception as e: value, error = None, e  # Ctrl-C on the caller's thread interrupts it, not the job's result
     p.finish(value, error)
   def run(self, fn, arglists: list[tuple]) -> None:
     """fn(*args) for every args, the caller taking the first; returns when all are done."""

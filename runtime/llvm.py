@@ -141,7 +141,9 @@ class TargetMachine:
     live as long as the process's kernel cache."""
     L, err = self.L, c_void_p()
     empty = L.ParseAssembly(self.context, b"", ctypes.byref(err))
-    engine = L.CreateMCJITCompiler(empty, self._new_target_machine(), False, ctypes.byref(err))
+    # llvmlite's own memory manager on 64-bit ARM (as llvmlite does: MCJIT's default there breaks relocation ranges)
+    use_lmm = os.uname().machine.lower() in ('arm64', 'aarch64') if hasattr(os, 'uname') else False
+    engine = L.CreateMCJITCompiler(empty, self._new_target_machine(), use_lmm, ctypes.byref(err))
     if not engine: raise LLVMError(f"LLVM: cannot create a JIT engine: {L.take_string(err)}")
     objfile = L.CreateObjectFile(obj, len(obj))
     L.MCJITAddObjectFile(engine, objfile)

@@ -132,3 +132,21 @@ print("child exit", os.waitstatus_to_exitcode(status))
 """
   p = subprocess.run([sys.executable, "-c", prog], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
   assert p.returncode == 0 and "child exit 0" in p.stdout, p.stdout + p.stderr
+
+def test_failed_compile_is_not_cached(monkeypatch):
+  # a compile that fails once (here: injected) raises, and the next realize of the same kernel compiles it again
+  import runtime.cpu as cpu
+  calls, orig = [], cpu.LLVMCompiler.compile
+  def flaky(self, src):
+    calls.append(1)
+    if len(calls) == 1: raise RuntimeError("injected compile failure")
+    return orig(self, src)
+  monkeypatch.setattr(cpu.LLVMCompiler, "compile", flaky)
+  a = Tensor(np.arange(5, dtype=np.float32) * 1.25 + 0.5)
+  with pytest.raises(RuntimeError, match="injected"): (a * 3.75 + 11).numpy()
+  np.testing.assert_allclose((a * 3.75 + 11).numpy(), (np.arange(5, dtype=np.float32) * 1.25 + 0.5) * 3.75 + 11)
+
+def test_numpy_negative_zero_constant_keeps_its_sign():
+  from tinygrad import dtypes
+  Tensor.full((3,), np.float32(0.0), dtype=dtypes.float32).numpy()
+  assert (1 / Tensor.full((3,), np.float32(-0.0), dtype=dtypes.float32)).numpy().tolist() == [-np.inf] * 3

@@ -255,3 +255,12 @@ def test_large_outputs_are_stored_non_temporally(capsys):
   np.testing.assert_array_equal(big.numpy(), a[:n] * 2 + 1)
   np.testing.assert_array_equal(small.numpy(), a[:4096] * 2 + 1)
   np.testing.assert_array_equal((t(a) * 2 + 1).numpy(), a * 2 + 1)
+
+def test_row_value_depending_on_the_output_column_is_not_stored_early():
+  # out[i, j] = sum_k a[i,j]*a[i,k] + a[i,j]^2: the summed value depends on j too, so it cannot be kept in out[i, k]
+  # (it was, once: wrong values, and a vector store past the end of the buffer for the last row)
+  for shape in ((2, 4), (512, 256)):
+    a = (np.arange(np.prod(shape), dtype=np.float32).reshape(shape) % 7) / 4
+    x = t(a)
+    np.testing.assert_allclose(((x[:, :, None] * x[:, None, :]).sum(-1) + x * x).numpy(),
+                               (a[:, :, None] * a[:, None, :]).sum(-1) + a * a, rtol=1e-5)

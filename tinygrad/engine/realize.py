@@ -179,7 +179,10 @@ def make_plan(roots: tuple[UOp, ...], n_inputs: int, device: str) -> ExecPlan:
     from runtime.cpu import Pending
     for ck, _ in kernels:  # wait for the kernels compiling in the background
       if isinstance(ck, CompiledKernel) and isinstance(ck.program, Pending):
-        ck.program = ck.program.get()
+        try: ck.program = ck.program.get()
+        except BaseException:  # a failed (or interrupted) compile is not cached: the next realize compiles again
+          for key in [k for k, v in kernel_cache.items() if v is ck]: del kernel_cache[key]
+          raise
         if DEBUG >= 3: print(f"  {ck.name}: LLVM compile and load {ck.program.build_s*1e3:.1f} ms")
   outputs = [None if is_view_of_buffer(r) else slot_for(r) for r in roots]
   saved = [(o, slot[o]) for it in items for o in it.outs if o not in roots and o in slot]
