@@ -62,8 +62,9 @@ def store_reduced_values(sink: UOp) -> UOp:
   for k, st in enumerate(sink.src):
     buf, idx, val = st.src[:3]
     if len(st.src) != 3: continue
-    nodes = set(val.toposort())
-    for red in (u for u in val.toposort() if u.op is Ops.REDUCE and u.arg is Ops.ADD and len(u.src) == 2):
+    topo = val.toposort()
+    nodes = set(topo)
+    for red in (u for u in topo if u.op is Ops.REDUCE and u.arg is Ops.ADD and len(u.src) == 2):
       e, r = red.src
       if e.dtype != buf.dtype or e.op in (Ops.LOAD, Ops.CONST) or not e.ranges <= {r} | idx.ranges: continue
       j = next((g for g in idx.ranges if g.op is Ops.RANGE and g.arg.kind == "global" and g.arg.end == r.arg.end and
@@ -318,7 +319,8 @@ def loop_order(sink: UOp, glob: list[UOp]) -> tuple[UOp, ...]:
   every iteration (matmul's rows re-streaming all of B) nests that loop innermost, so the operand's panel for the
   inner loops stays in cache while the outer loop's rows stream past it. The outer loop stays the thread loop."""
   # a kernel reading back what it stored (store_reduced_values) keeps its nesting: the row loop stays outside
-  if len(glob) < 2 or any(u.op is Ops.LOAD and u.src[0] in {st.src[0] for st in sink.src} for u in sink.toposort()): return tuple(glob)
+  stored = {st.src[0] for st in sink.src}
+  if len(glob) < 2 or any(u.op is Ops.LOAD and u.src[0] in stored for u in sink.toposort()): return tuple(glob)
   outer = glob[0]
   loads = [ld for red in sink.toposort() if red.op is Ops.REDUCE for ld in red.src[0].toposort() if ld.op is Ops.LOAD]
   reread = {ld.src[0] for ld in loads if outer not in ld.src[1].ranges}
