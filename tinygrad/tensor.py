@@ -1382,13 +1382,13 @@ def _const_view(dtype: DType, value: ConstType, shape: tuple[int, ...]) -> UOp:
   """CONST reshaped and expanded to shape (the UOps Tensor.full builds, without the argument checks). The last 1024
   are kept: `x + 1` in a loop builds its constant's three nodes once (they would die with each step's graph)."""
   # only python scalars and int shapes are kept (numpy's -0.0 equals 0.0 as a key; a symbolic view gets .realized)
-  key = (dtype, type(value), arg_key(value), shape) if type(value) in (int, float, bool) and all(type(s) is int for s in shape) else None
+  key = (dtype, type(value), arg_key(value), shape) if type(value) in (int, float, bool) else None
   if key is not None and (v := _const_views.get(key)) is not None: return v
   c = UOp.const(dtype, value)
   if shape:
     c = UOp(Ops.RESHAPE, dtype, (c,), (1,) * len(shape))
     if not all(s == 1 for s in shape): c = UOp(Ops.EXPAND, dtype, (c,), shape)
-  if key is None: return c
+  if key is None or not all(type(s) is int for s in shape): return c
   if len(_const_views) >= 1024: _const_views.clear()
   _const_views[key] = c
   return c

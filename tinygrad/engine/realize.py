@@ -188,7 +188,7 @@ def make_plan(roots: tuple[UOp, ...], n_inputs: int, device: str) -> ExecPlan:
   return ExecPlan(n_inputs, new_bufs, kernels, outputs, saved)
 
 def new_buffers(plan: ExecPlan, device: str, var_vals: dict[UOp, int]) -> list[Buffer]:
-  return [Buffer(device, sym_eval(size, var_vals), dt) for size, dt in plan.new_bufs]
+  return [Buffer(device, size if type(size) is int else sym_eval(size, var_vals), dt) for size, dt in plan.new_bufs]
 
 def run_plan(plan: ExecPlan, inputs: list[Buffer], device: str, var_vals: dict[UOp, int]) -> list[Buffer]:
   bufs = inputs + new_buffers(plan, device, var_vals)
@@ -206,7 +206,7 @@ def run_kernel(ck: CompiledKernel | BufferCopy, bufs: list[Buffer], dev, var_val
     elif src.device.startswith("CPU"): dst.mem.copyin(src.ptr, dst.nbytes)
     else: dst.copyin(src.numpy())
     return
-  if DEBUG >= 2: st = time.perf_counter()
+  if (timed := DEBUG.value >= 2): st = time.perf_counter()  # .value: a knob's __ge__ is a Python call per kernel
   flops, nbytes = ck.flops, ck.nbytes
   if ck.variables:
     vals = [var_vals[v] for v in ck.variables]
@@ -216,7 +216,7 @@ def run_kernel(ck: CompiledKernel | BufferCopy, bufs: list[Buffer], dev, var_val
   GlobalCounters.kernel_count += 1
   GlobalCounters.global_ops += flops
   GlobalCounters.global_mem += nbytes
-  if DEBUG >= 2:
+  if timed:
     dev.synchronize()
     et = time.perf_counter() - st
     GlobalCounters.time_sum_s += et
