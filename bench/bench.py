@@ -166,6 +166,23 @@ def cell(row: Row, col: str, fn, verbose: bool = True):
 class NotAvailable(Exception): pass
 class ImportFailed(Exception): pass
 
+def merge_rounds(rows: list[Row], new: list[Row]) -> list[Row]:
+  """rows with new appended, or folded into the row of the same name from an earlier round: each cell keeps its best
+  figure, an error (FAIL or n/a) in any round stays, and notes are kept once."""
+  by_name = {r.name: r for r in rows}
+  for r in new:
+    if (old := by_name.get(r.name)) is None:
+      rows.append(r)
+      by_name[r.name] = r
+      continue
+    for c, v in r.values.items():
+      if v is not None and c not in old.errors:
+        old.values[c] = v if old.values[c] is None else (max if r.higher else min)(old.values[c], v)
+    for c, e in r.errors.items():
+      old.errors[c], old.values[c] = e, None
+    old.notes += [n for n in r.notes if n not in old.notes]
+  return rows
+
 def fmt(v: float | None) -> str:
   if v is None: return "-"
   a = abs(v)
@@ -1116,6 +1133,9 @@ def main(argv=None):
   ap.add_argument("--plot", metavar="PATH.png", help="write a bar chart of ours/best-peer ratios (needs matplotlib)")
   ap.add_argument("--markdown", metavar="PATH.md", help="write the results table (+ failures and notes) as Markdown")
   ap.add_argument("--no-peers", action="store_true", help="do not import torch/jax (numpy only)")
+  ap.add_argument("--rounds", type=int, default=1, metavar="N",
+                  help="run the selected workloads N times over and keep each cell's best figure (a host whose speed "
+                       "changes for seconds at a time then gives every library its fast period); a failure in any round stays")
   args = ap.parse_args(argv)
 
   selected = [w.strip() for w in args.only.split(",") if w.strip()] or list(WORKLOADS)
@@ -1146,9 +1166,9 @@ def main(argv=None):
 
   ctx = Ctx(cfg, ours, torch, jaxm)
   rows: list[Row] = []
-  for w in selected:
+  for rnd, w in ((r, w) for r in range(max(1, args.rounds)) for w in selected):
     t0 = time.perf_counter()
-    print(f"... {w}", end="", flush=True)
+    print(f"... {w}" + (f" (round {rnd + 1} of {args.rounds})" if args.rounds > 1 else ""), end="", flush=True)
     try:
       new = WORKLOAD_FNS[w](ctx)
     except Exception as e:  # noqa: BLE001
@@ -1156,7 +1176,7 @@ def main(argv=None):
       r.errors["ours"] = f"FAIL: workload crashed: {type(e).__name__}: {e}"
       traceback.print_exc()
       new = [r]
-    rows += new
+    rows = merge_rounds(rows, new)
     print(f" ({time.perf_counter() - t0:.1f}s)", flush=True)
     for r in new:
       vals = "  ".join(f"{c}={fmt(r.values[c])}" if r.values[c] is not None else f"{c}={r.errors.get(c, '-')[:60]}" for c in COLS)
