@@ -13,14 +13,15 @@ its value; a replay passes the new values to the kernels, sizes the buffers that
 returned tensors with them.
 """
 from __future__ import annotations
-import functools
+import functools, gc, weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 from tinygrad.device import Buffer, Device
 from tinygrad.helpers import DEBUG
 from tinygrad import uop as _uop
 from tinygrad.engine import realize as _realize
-from tinygrad.engine.realize import ExecPlan, run_kernel
+from tinygrad.engine.realize import ExecPlan, run_kernel, buffer_uop
+from tinygrad.tensor import Tensor, _PENDING, _resolved, _is_buffer  # tinygrad/__init__ imports tensor before this module
 from tinygrad.uop import UOp, Ops, unbind, sym_eval
 
 R = TypeVar("R")
@@ -73,7 +74,6 @@ class _Slot:
 
 def _whole_buffer(u) -> Buffer | None:
   """The buffer u stands for when u is a whole realized buffer (or a reshape of one), else None."""
-  from tinygrad.tensor import _resolved, _is_buffer
   u = _resolved(u)
   return (u if u.src == () else u.src[0]).arg.buf if _is_buffer(u) else None
 
@@ -85,7 +85,6 @@ def _tensor_args(args: tuple, kwargs: dict) -> tuple[list, list, list, dict]:
   """The Tensor arguments in call order, their shapes with Variables unbound, everything else (which becomes part of
   the cache key: a bound Variable by the Variable alone), and the values of the bound Variables among the arguments
   and in the Tensors' shapes."""
-  from tinygrad.tensor import Tensor
   tensors, shapes, other, var_vals = [], [], [], {}
   for k, v in list(enumerate(args)) + sorted(kwargs.items()):
     if isinstance(v, Tensor):
@@ -130,7 +129,6 @@ class TinyJit(Generic[R]):
     return self if obj is None else functools.partial(self.__call__, obj)
 
   def __call__(self, *args, **kwargs) -> R:
-    from tinygrad.tensor import Tensor
     tensors, shapes, other, var_vals = _tensor_args(args, kwargs)
     key = tuple(other)
     n = self.calls[key] = self.calls.get(key, 0) + 1
@@ -143,7 +141,6 @@ class TinyJit(Generic[R]):
     return self._record(key, tensors, shapes, args, kwargs)
 
   def _record(self, key: tuple, tensors: list, shapes: list, args: tuple, kwargs: dict) -> R:
-    from tinygrad.tensor import Tensor, _PENDING
     if _realize.recording is not None: raise RuntimeError("TinyJit: a jitted function called another jitted function while it was being recorded")
     rec = _realize.recording = Recording()
     try:
@@ -184,8 +181,6 @@ class TinyJit(Generic[R]):
     return out
 
   def _replay(self, cap: _Captured, tensors: list, shapes: list, bufs: list[Buffer], n: int, arg_vals: dict) -> R:
-    from tinygrad.tensor import Tensor
-    from tinygrad.engine.realize import buffer_uop
     if len(tensors) != len(cap.specs):
       raise RuntimeError(f"TinyJit: call {n} got {len(tensors)} Tensor arguments; the captured kernels expect {len(cap.specs)}")
     for i, (t, shape, s) in enumerate(zip(tensors, shapes, cap.specs)):
@@ -208,8 +203,6 @@ class TinyJit(Generic[R]):
 def _watch(slot: dict[Buffer, int], made: set[Buffer], args: list[Buffer], state: set) -> list[tuple[Any, int]]:
   """Every live Tensor (found once, at record time) that holds a buffer the recording only reads: replays read its
   buffer at call time, so `opt.lr.assign(...)` between calls is seen (assign makes a new buffer)."""
-  import gc, weakref
-  from tinygrad.tensor import Tensor
   out = []
   for t in gc.get_objects():
     if type(t) is Tensor and t not in state and (b := _whole_buffer(t.uop)) is not None and b in slot and b not in made and b not in args:
@@ -219,7 +212,6 @@ def _watch(slot: dict[Buffer, int], made: set[Buffer], args: list[Buffer], state
 def _contiguous_inputs(tensors: list) -> list[Buffer]:
   """Realize the Tensor arguments as whole buffers (a strided view is copied once), so replays can swap buffers;
   returns those buffers."""
-  from tinygrad.tensor import Tensor, _PENDING
   bufs = [_whole_buffer(t.uop) for t in tensors]
   if _PENDING or any(b is None or b.size != sym_eval(t.numel()) for t, b in zip(tensors, bufs)):  # also realizes pending state
     Tensor.realize_all([t for t, b in zip(tensors, bufs) if b is None])
