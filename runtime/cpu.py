@@ -152,7 +152,6 @@ class CPUDevice:
     self._compiler: LLVMCompiler | None = None
     self.threads = int(os.environ.get("THREADS", "0")) or os.cpu_count() or 1
     self._pool: ThreadPool | None = None
-    llvm.preload()  # a device is opened by the first Tensor's data: the first compile will need the library
   @property
   def pool(self) -> ThreadPool:
     if self._pool is None: self._pool = ThreadPool(self.threads - 1)  # the caller is one more (THREADS=1: it does all)

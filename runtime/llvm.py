@@ -85,21 +85,6 @@ def lib() -> _Lib:
     if _lib is None: _lib = _Lib()
   return _lib
 
-def preload() -> None:
-  """Start loading libllvmlite (7-20 ms of dlopen and relocation, mostly outside the GIL) on a background thread, so it
-  overlaps the Python work before the first compile; lib() waits for it."""
-  if _lib is None: threading.Thread(target=_load_quietly, daemon=True, name="llvm-preload").start()
-
-def _load_quietly() -> None:
-  try: lib()
-  except Exception: pass  # e.g. no llvmlite: the first compile calls lib() again and raises the error where it is seen
-
-def _after_fork_in_child() -> None:
-  global _lib_lock
-  _lib_lock = threading.Lock()  # a preload thread that held it does not exist in the child: lib() loads again there
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
 def host() -> tuple[str, str, str]:
   """(target triple, CPU name, CPU feature string) of this machine."""
   L = lib()

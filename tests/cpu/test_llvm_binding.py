@@ -133,32 +133,6 @@ print("child exit", os.waitstatus_to_exitcode(status))
   p = subprocess.run([sys.executable, "-c", prog], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
   assert p.returncode == 0 and "child exit 0" in p.stdout, p.stdout + p.stderr
 
-def test_fork_while_the_library_is_loading():
-  # opening the CPU device loads libllvmlite on a background thread; a fork while that thread holds the load lock
-  # (held here on purpose) must not leave the child waiting for a thread it does not have
-  if not hasattr(os, "fork"): pytest.skip("no os.fork on this platform")
-  prog = """
-import os, threading, numpy as np
-from runtime import llvm
-held, release = threading.Event(), threading.Event()
-def hold():
-  with llvm._lib_lock:
-    held.set()
-    release.wait()
-threading.Thread(target=hold, daemon=True).start()
-held.wait()
-pid = os.fork()
-if pid == 0:
-  from tinygrad import Tensor
-  ok = ((Tensor(np.arange(4, dtype=np.float32)) * 2 + 1).numpy() == np.arange(4) * 2 + 1).all()
-  os._exit(0 if ok else 3)
-release.set()
-_, status = os.waitpid(pid, 0)
-print("child exit", os.waitstatus_to_exitcode(status))
-"""
-  p = subprocess.run([sys.executable, "-c", prog], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
-  assert p.returncode == 0 and "child exit 0" in p.stdout, p.stdout + p.stderr
-
 def test_failed_compile_is_not_cached(monkeypatch):
   # a compile that fails once (here: injected) raises, and the next realize of the same kernel compiles it again
   import runtime.cpu as cpu
