@@ -21,6 +21,7 @@ class DType:
   def vec(self, n: int) -> DType: return self if n == 1 else _vec(self, n)
   @property
   def bitsize(self) -> int: return self.itemsize * 8
+  def __reduce__(self): return (_interned, (self.name, self.count))  # unpickles to the same instance (== is identity)
 
 @functools.cache
 def _vec(d: DType, n: int) -> DType:
@@ -99,6 +100,7 @@ INTS = UINTS + SINTS
 FLOATS = (dtypes.float16, dtypes.bfloat16, dtypes.float32, dtypes.float64)
 ALL_DTYPES = (dtypes.bool,) + SINTS + UINTS + FLOATS
 DTYPES_BY_NAME = {d.name: d for d in ALL_DTYPES}
+def _interned(name: str, count: int) -> DType: return (dtypes.void if name == "void" else DTYPES_BY_NAME[name]).vec(count)
 DTYPES_BY_NAME_PUBLIC = {n: d for n in ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
                                          "float16", "bfloat16", "float32", "float64") for d in (getattr(dtypes, n),)}
 

@@ -4,9 +4,8 @@ Building the same (op, dtype, src, arg) twice returns the same object, so struct
 dict keys are cheap and common-subexpression elimination is free.
 """
 from __future__ import annotations
-import math, struct, weakref
+import itertools, math, struct, weakref
 from dataclasses import dataclass
-import itertools
 from typing import Any
 from tinygrad.dtype import DType, dtypes, ConstType, truncate
 from tinygrad.helpers import prod

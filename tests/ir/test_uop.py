@@ -44,3 +44,19 @@ def test_range_bounds_and_affine_bounds():
   assert (e.vmin, e.vmax) == (3, 39)
   assert ((r % 4).vmin, (r % 4).vmax) == (0, 3)
   assert ((r // 4).vmin, (r // 4).vmax) == (0, 2)
+
+def test_ops_behave_as_named_ints():
+  # Ops is a plain int subclass (not an Enum, for attribute-read speed): names, order, lookup, iteration and pickling
+  import pickle
+  assert Ops["ADD"] is Ops.ADD and Ops.ADD.name == "ADD" and repr(Ops.ADD) == str(Ops.ADD) == f"{Ops.ADD}" == "Ops.ADD"
+  assert Ops.BUFFER < Ops.ADD and isinstance(Ops.MUL, Ops) and len(list(Ops)) == len(Ops) and list(Ops)[0] is Ops.BUFFER
+  assert len({o.name for o in Ops}) == len({int(o) for o in Ops}) == len(Ops)  # names and values are unique
+  assert pickle.loads(pickle.dumps(Ops.WHERE)) is Ops.WHERE
+  u = UOp.const(dtypes.float32, 2.0) * 3.0
+  assert pickle.loads(pickle.dumps(u)) is u  # hash-consing survives the round trip
+
+def test_dtypes_unpickle_to_the_same_instance():
+  # DType equality is identity, so a pickled dtype must come back as the interned one (it came back unequal before)
+  import pickle
+  for d in (dtypes.float32, dtypes.bfloat16, dtypes.bool, dtypes.void, dtypes.int64, dtypes.float16.vec(8)):
+    assert pickle.loads(pickle.dumps(d)) is d
