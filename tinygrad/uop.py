@@ -110,9 +110,13 @@ def Variable(name: str, min_val: int, max_val: int) -> UOp:
     raise ValueError(f"Variable {name}: bounds must be ints with 0 <= min <= max, got ({min_val!r}, {max_val!r})")
   return UOp(Ops.DEFINE_VAR, dtypes.index, (), VarArg(name, min_val, max_val))
 
-def _drop(key) -> None:
-  ref = UOp._cache.get(key)
-  if ref is not None and ref() is None: del UOp._cache[key]
+class _CacheRef(weakref.ref):
+  """UOp._cache's weak reference to a node; it carries its key, so one shared callback (no closure per node) removes
+  the entry when the node dies, unless a newer node took the key since."""
+  __slots__ = ("key",)
+
+def _drop(ref: _CacheRef) -> None:
+  if UOp._cache.get(ref.key) is ref: del UOp._cache[ref.key]
 
 def arg_key(arg):
   # floats are keyed by their bits, so 0.0 / -0.0 stay apart and NaN constants are shared
@@ -121,7 +125,7 @@ def arg_key(arg):
 
 class UOp:
   __slots__ = ("op", "dtype", "src", "arg", "_shape", "_vmin", "_vmax", "_ranges", "realized", "__weakref__")
-  _cache: dict[tuple, weakref.ref] = {}  # (op, dtype, src, arg) -> weak reference; entries removed when the node dies
+  _cache: dict[tuple, _CacheRef] = {}  # (op, dtype, src, arg) -> weak reference; entries removed when the node dies
   op: Ops
   dtype: DType
   src: tuple[UOp, ...]
@@ -134,7 +138,8 @@ class UOp:
     self.op, self.dtype, self.src, self.arg = op, dtype, src, arg
     self._shape = self._vmin = self._vmax = self._ranges = None
     self.realized: UOp | None = None  # the buffer view holding this node's value once computed (set by realize)
-    UOp._cache[key] = weakref.ref(self, lambda _, key=key: _drop(key))
+    ref = UOp._cache[key] = _CacheRef(self, _drop)
+    ref.key = key
     return self
   def __reduce__(self): return (UOp, (self.op, self.dtype, self.src, self.arg))
   def replace(self, **kw) -> UOp:
