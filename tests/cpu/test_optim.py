@@ -119,6 +119,14 @@ def test_adam_first_step_moves_each_param_by_lr():
   Adam([w], lr=0.01).step()
   np.testing.assert_allclose(w.numpy(), [0.99, -2.01, 3.01], rtol=1e-6)
 
+def test_adam_without_weight_decay_keeps_an_infinite_weight():
+  # as torch: without weight decay the update has no 0 * p term, so an inf weight is not turned into NaN
+  w = Tensor([float("inf"), 1.0], requires_grad=True)
+  (w * Tensor([0.0, 2.0])).sum().backward()
+  Adam([w], lr=0.01).step()
+  out = w.numpy()
+  assert out[0] == np.inf and abs(out[1] - 0.99) < 1e-6
+
 # ---------------------------------------------------------------- zero_grad, params without grads
 
 def test_zero_grad_clears_every_grad():

@@ -82,15 +82,15 @@ class LAMB(Optimizer):
     self.b1_t.replace((self.b1_t * self.b1).detach())
     self.b2_t.replace((self.b2_t * self.b2).detach())
     out = [self.b1_t, self.b2_t]
+    c1, c2 = 1 - self.b1_t.reshape(()), 1 - self.b2_t.reshape(())  # bias corrections, built once for all parameters
     for i in idxs:
       p, g = self.params[i], self.params[i].grad
       m, v = self.m[i], self.v[i]
       g = g.cast(m.dtype)
       m.replace((m * self.b1 + g * (1 - self.b1)).detach())
       v.replace((v * self.b2 + g.square() * (1 - self.b2)).detach())
-      m_hat = m / (1 - self.b1_t.reshape(()))
-      v_hat = v / (1 - self.b2_t.reshape(()))
-      up = m_hat / (v_hat.sqrt() + self.eps) + self.wd * p.detach()
+      up = (m / c1) / ((v / c2).sqrt() + self.eps)
+      if self.wd: up = up + self.wd * p.detach()  # as torch: no 0 * p term without weight decay (an inf weight stays inf)
       if not self.adam:
         r1, r2 = p.detach().square().sum().sqrt(), up.square().sum().sqrt()
         trust = ((r1 > 0) & (r2 > 0)).where(r1 / r2, 1.0)
