@@ -95,6 +95,7 @@ def _tensor_args(args: tuple, kwargs: dict) -> tuple[list, list, list, dict]:
 
 def _rebind(shape: tuple, var_vals: dict) -> tuple:
   """An unbound shape with each Variable bound to its value in var_vals."""
+  if not var_vals: return shape  # no Variables in this recording: the shape is all ints
   return tuple(d.substitute({v: v.bind(x) for v, x in var_vals.items()}) if isinstance(d, UOp) else d for d in shape)
 
 def _map_leaves(x: Any, leaf: type, fn: Callable) -> Any:
