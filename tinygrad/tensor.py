@@ -431,7 +431,10 @@ class Tensor(MovementMixin, ProcessingMixin):
     if not -max(nd, 1) <= axis < max(nd, 1): raise IndexError(f"{op}: axis {axis} is out of range for shape {self.shape} (valid: {-max(nd, 1)}..{max(nd, 1) - 1})")
     return axis + nd if axis < 0 else axis
   def reshape(self, shape, *args) -> Tensor:
-    shape = _canon_shape(tuple(self.shape[i] if s is None else s for i, s in enumerate(_shape_arg((shape,) + args))))
+    shape = _shape_arg((shape,) + args)
+    if all(type(s) is int and s >= 0 for s in shape) and all(type(s) is int for s in self.shape): return self._reshape_to(shape)
+    # None (keep the size), -1 (infer it) or symbolic sizes
+    shape = _canon_shape(tuple(self.shape[i] if s is None else s for i, s in enumerate(shape)))
     if sum(1 for s in shape if s == -1) > 1: raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
     if not all(s == -1 or _is_dim(s) for s in shape): raise ValueError(f"reshape: invalid shape {shape}")
     if any(isinstance(s, UOp) for s in self.shape + shape):  # symbolic: the sizes must agree for the bound values
@@ -443,6 +446,9 @@ class Tensor(MovementMixin, ProcessingMixin):
       known = prod(s for s in shape if s != -1)
       if known == 0 or self.numel() % known: raise ValueError(f"reshape: cannot reshape {self.shape} ({self.numel()} elements) to {shape}")
       shape = tuple(self.numel() // known if s == -1 else s for s in shape)
+    return self._reshape_to(shape)
+  def _reshape_to(self, shape: tuple[int, ...]) -> Tensor:
+    """The reshape to concrete non-negative sizes, checked against the element count."""
     if prod(shape) != self.numel():
       raise ValueError(f"reshape: cannot reshape {self.shape} ({self.numel()} elements) to {shape} ({prod(shape)} elements)")
     if shape == self.shape: return self
