@@ -56,7 +56,7 @@ class Ops(int, metaclass=_OpsType):
 Ops._members = [Ops(v, k) for k, v in list(vars(Ops).items()) if type(v) is int]
 Ops._by_name = {m.name: m for m in Ops._members}
 for _m in Ops._members: setattr(Ops, _m.name, _m)
-del _m
+del _m, _auto  # the counter only numbered the class body
 
 
 UNARY = {Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.SQRT, Ops.RECIPROCAL, Ops.TRUNC, Ops.NEG}
