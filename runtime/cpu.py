@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes, os, threading, time
 from runtime import llvm
 from runtime.diskcache import cache_get, cache_put, cache_key
+from runtime.workers import start_workers
 
 _libc = ctypes.CDLL(None)
 _libc.posix_memalign.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_size_t]
@@ -89,10 +90,12 @@ class LLVMCompiler:
 
 class CPUProgram:
   """A loaded kernel: fn(buf0, buf1, ..., var0, ..., start, end) over the outermost loop's [start, end); the int64
-  vars are the values of the kernel's symbolic dimensions."""
-  def __init__(self, compiler: LLVMCompiler, name: str, obj: bytes, nbufs: int, nvars: int = 0):
-    addr, self._keep = compiler.tm.load(obj, name)
-    self.fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nbufs), *([ctypes.c_int64] * nvars), ctypes.c_int64, ctypes.c_int64)(addr)
+  vars are the values of the kernel's symbolic dimensions. A threaded kernel also has `chunks`, the address of
+  `{name}_chunks(args, start, end)` (the same with its arguments in an int64 array), which the workers call."""
+  def __init__(self, compiler: LLVMCompiler, name: str, obj: bytes, nbufs: int, nvars: int = 0, threaded: bool = False):
+    addrs, self._keep = compiler.tm.load(obj, (name, f"{name}_chunks") if threaded else (name,))
+    self.fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nbufs), *([ctypes.c_int64] * nvars), ctypes.c_int64, ctypes.c_int64)(addrs[0])
+    self.chunks = addrs[1] if threaded else 0
     self.name, self.build_s = name, 0.0
 
 class Pending:
@@ -161,18 +164,21 @@ class CPUDevice:
     if self._compiler is None: self._compiler = _shared_compiler()
     return self._compiler
   def alloc(self, nbytes: int) -> CPUBuffer: return CPUBuffer(nbytes)
-  def build(self, name: str, src: str, nbufs: int, nvars: int = 0) -> Pending:
+  def build(self, name: str, src: str, nbufs: int, nvars: int = 0, threaded: bool = False) -> Pending:
     """Compile and load a kernel on the thread pool; the caller goes on and takes the CPUProgram with get()."""
     compiler = self.compiler
     def job() -> CPUProgram:
       st = time.perf_counter()
-      prog = CPUProgram(compiler, name, compiler.compile(src), nbufs, nvars)
+      prog = CPUProgram(compiler, name, compiler.compile(src), nbufs, nvars, threaded)
       prog.build_s = time.perf_counter() - st
       return prog
     return self.pool.submit(job)
   def run(self, prog: CPUProgram, ptrs: list[int], outer: int, work: int, threaded: bool) -> None:
     if not threaded or self.threads == 1 or work < self.PARALLEL_WORK or outer < 2:
       prog.fn(*ptrs, 0, outer)
+      return
+    if (workers := start_workers(self.compiler, self.threads - 1)) is not None:
+      if not workers.run(prog.chunks, ptrs, outer): prog.fn(*ptrs, 0, outer)  # another thread has the workers
       return
     n = min(self.threads, outer)
     bounds = [outer * i // n for i in range(n + 1)]

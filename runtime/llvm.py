@@ -135,10 +135,10 @@ class TargetMachine:
       finally: L.DisposeMemoryBuffer(mb)
     finally: L.DisposeModule(mod)
 
-  def load(self, obj: bytes, name: str) -> tuple[int, tuple]:
+  def load(self, obj: bytes, names: tuple[str, ...]) -> tuple[list[int], tuple]:
     """Link object code into memory (an MCJIT engine, which takes ownership of a fresh TargetMachine); returns the
-    address of function `name` and what must stay alive while it can be called. Engines are never freed: kernels
-    live as long as the process's kernel cache."""
+    addresses of the functions `names` and what must stay alive while they can be called. Engines are never freed:
+    kernels live as long as the process's kernel cache."""
     L, err = self.L, c_void_p()
     empty = L.ParseAssembly(self.context, b"", ctypes.byref(err))
     # llvmlite's own memory manager on 64-bit ARM (as llvmlite does: MCJIT's default there breaks relocation ranges)
@@ -148,6 +148,6 @@ class TargetMachine:
     objfile = L.CreateObjectFile(obj, len(obj))
     L.MCJITAddObjectFile(engine, objfile)
     L.FinalizeObject(engine)
-    addr = L.GetFunctionAddress(engine, name.encode())
-    if not addr: raise LLVMError(f"LLVM: function {name} not found in its object code")
-    return addr, (engine, objfile, obj)
+    addrs = [L.GetFunctionAddress(engine, name.encode()) for name in names]
+    if (missing := [n for n, a in zip(names, addrs) if not a]): raise LLVMError(f"LLVM: function {missing[0]} not found in its object code")
+    return addrs, (engine, objfile, obj)

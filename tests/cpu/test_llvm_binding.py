@@ -35,7 +35,7 @@ def test_compile_load_and_call():
   obj = tm.emit(ADD_ONE)
   assert obj[:4] == b"\x7fELF" or sys.platform != "linux"
   assert "add_one" in tm.emit(ADD_ONE, assembly=True).decode()
-  addr, keep = tm.load(obj, "add_one")
+  (addr,), keep = tm.load(obj, ("add_one",))
   fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(addr)
   x, out = np.arange(7, dtype=np.float32), np.zeros(7, np.float32)
   fn(out.ctypes.data, x.ctypes.data, 2, 6)
@@ -46,7 +46,7 @@ def test_errors_carry_llvm_messages():
   with pytest.raises(llvm.LLVMError, match="LLVM IR parsing error(.|\n)*expected"): tm.emit("define void @f( {")
   not_dominating = "define i32 @f(i1 %c) {\nentry:\n  br i1 %c, label %a, label %b\na:\n  %x = add i32 1, 2\n  br label %b\nb:\n  ret i32 %x\n}\n"
   with pytest.raises(llvm.LLVMError, match="verification error(.|\n)*does not dominate"): tm.emit(not_dominating)
-  with pytest.raises(llvm.LLVMError, match="function nope not found"): tm.load(tm.emit(ADD_ONE), "nope")
+  with pytest.raises(llvm.LLVMError, match="function nope not found"): tm.load(tm.emit(ADD_ONE), ("add_one", "nope"))
 
 def test_threads_compile_at_once_and_agree():
   """Every thread has its own context and target machine: four threads compiling the same modules at the same time

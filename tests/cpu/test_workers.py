@@ -1,0 +1,86 @@
+"""The native workers that run a threaded kernel's chunks (runtime/workers.py): every index of the outer loop runs
+exactly once per job, parked workers wake, a second calling thread is turned away instead of waiting, and platforms
+without them split kernels over the Python pool (a forked child starting its own: test_llvm_binding.py)."""
+import os, sys, threading
+import numpy as np
+import pytest
+from tinygrad import Tensor
+from tinygrad.device import Device
+import runtime.cpu
+from runtime import workers as W
+
+if not sys.platform.startswith("linux") or os.uname().machine not in W._ARCH:
+  pytest.skip(f"native workers run on Linux x86-64/aarch64 only, not {sys.platform} {os.uname().machine}", allow_module_level=True)
+
+COUNT = """
+define void @count(ptr %args, i64 %lo, i64 %hi) {
+entry:
+  %arr = load ptr, ptr %args
+  %any = icmp slt i64 %lo, %hi
+  br i1 %any, label %loop, label %exit
+loop:
+  %i = phi i64 [%lo, %entry], [%i1, %loop]
+  %p = getelementptr i64, ptr %arr, i64 %i
+  %v = load i64, ptr %p
+  %v1 = add i64 %v, 1
+  store i64 %v1, ptr %p
+  %i1 = add i64 %i, 1
+  %more = icmp slt i64 %i1, %hi
+  br i1 %more, label %loop, label %exit
+exit:
+  ret void
+}
+"""
+
+@pytest.fixture(scope="module")
+def three():
+  """Three workers (more threads than this machine's cores, so waiting callers must yield) and a chunk function
+  that adds 1 to args[0][lo:hi]."""
+  compiler = Device["CPU"].compiler
+  w = W.Workers(compiler, 3)
+  (count,), keep = compiler.tm.load(compiler.compile(COUNT), ("count",))
+  yield w, count
+  w.set_spin(W.SPIN_CYCLES)
+
+@pytest.mark.parametrize("spin", [W.SPIN_CYCLES, 0], ids=["spinning", "parking"])
+def test_every_index_runs_once_per_job(three, spin):
+  w, count = three
+  w.set_spin(spin)  # 0: every worker parks after each job, so every job has to wake them through the futex
+  for outer in [1, 2, 3, 4, 5, 7, 64, 1001]:
+    arr = np.zeros(outer, np.int64)
+    for _ in range(50): assert w.run(count, [arr.ctypes.data], outer)
+    np.testing.assert_array_equal(arr, np.full(outer, 50))
+
+def test_a_second_caller_is_turned_away_not_blocked(three):
+  w, count = three
+  arr = np.zeros(8, np.int64)
+  with w._lock: assert not w.run(count, [arr.ctypes.data], 8)  # what CPUDevice.run does then: the kernel inline
+  assert not arr.any()
+
+def test_threaded_kernels_from_two_threads_agree_with_numpy():
+  a = np.random.default_rng(0).standard_normal((512, 1024)).astype(np.float32)
+  ta = Tensor(a).realize()
+  results, errors = {}, []
+  def go(k):
+    try:
+      for i in range(20): results[(k, i)] = ((ta * (k + 1)).exp() + i).numpy()  # 512K elements: split over threads
+    except Exception as e: errors.append(e)
+  ts = [threading.Thread(target=go, args=(k,)) for k in range(3)]
+  for t in ts: t.start()
+  for t in ts: t.join()
+  assert not errors, errors
+  for (k, i), r in results.items(): np.testing.assert_allclose(r, np.exp(a * (k + 1)) + i, rtol=1e-5)
+
+def test_no_native_workers_off_linux(monkeypatch):
+  monkeypatch.setattr(W, "_workers", None)  # not started yet in this process
+  monkeypatch.setattr(sys, "platform", "darwin")
+  assert W.start_workers(Device["CPU"].compiler, 1) is None
+
+def test_without_native_workers_kernels_split_over_the_python_pool(monkeypatch):
+  dev = Device["CPU"]
+  monkeypatch.setattr(runtime.cpu, "start_workers", lambda compiler, n: None)  # what a platform without them gets
+  calls, run_on_pool = [], dev.pool.run
+  monkeypatch.setattr(dev.pool, "run", lambda fn, arglists: (calls.append(len(arglists)), run_on_pool(fn, arglists)))
+  a = np.arange(1 << 20, dtype=np.float32)
+  np.testing.assert_array_equal((Tensor(a) * 2 + 1).numpy(), a * 2 + 1)
+  assert calls == [min(dev.threads, 1 << 20)] if dev.threads > 1 else calls == []
