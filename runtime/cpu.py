@@ -172,7 +172,9 @@ class CPUDevice:
       prog = CPUProgram(compiler, name, compiler.compile(src), nbufs, nvars, threaded)
       prog.build_s = time.perf_counter() - st
       return prog
-    return self.pool.submit(job)
+    pending = self.pool.submit(job)
+    if threaded and self.threads > 1: self.pool.submit(start_workers, compiler, self.threads - 1)  # beside the first such compile
+    return pending
   def run(self, prog: CPUProgram, ptrs: list[int], outer: int, work: int, threaded: bool) -> None:
     if not threaded or self.threads == 1 or work < self.PARALLEL_WORK or outer < 2:
       prog.fn(*ptrs, 0, outer)

@@ -11,6 +11,7 @@ Linux on x86-64 and 64-bit ARM only (futex and sched_yield system calls); elsewh
 the device splits kernels over its Python thread pool."""
 from __future__ import annotations
 import ctypes, os, sys, threading
+from runtime import llvm
 
 # word offsets (int64) into the shared state; the three written words live on separate cache lines
 GEN, SLEEPERS, DONE, FN, ARGS, OUTER, CHUNKS, SPIN, SYSCALL, WORKER_ARGS = 0, 8, 16, 24, 25, 26, 27, 28, 29, 32
@@ -122,7 +123,9 @@ class Workers:
   """`n` native worker threads; `run` splits a kernel's outer loop over them and the calling thread."""
   def __init__(self, compiler, n: int):
     libc = ctypes.CDLL(None)
-    (worker, dispatch), self._keep = compiler.tm.load(compiler.compile(module_text(os.uname().machine)), ("tg_worker", "tg_dispatch"))
+    # O0: loops around system calls gain nothing from optimisation, and O0 compiles in ~3 ms against ~16 at O3
+    tm = llvm.TargetMachine(compiler.triple, compiler.cpu, compiler.features, opt=0)
+    (worker, dispatch), self._keep = tm.load(tm.emit(module_text(os.uname().machine)), ("tg_worker", "tg_dispatch"))
     words = WORKER_ARGS + 2 * n
     # never freed: a worker may still be spinning on it while the interpreter shuts down
     block = ctypes.c_void_p()
