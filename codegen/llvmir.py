@@ -69,6 +69,7 @@ class LLVMRenderer:
     # non-temporal stores are weakly ordered: a fence makes them visible before the kernel returns to its caller
     end = ["  fence seq_cst", "  ret void"] if self.nontemporal else ["  ret void"]
     body = "\n".join(["entry:"] + self.allocas + ["  br label %body", "body:"] + self.lines + end)
+    # noinline: a threaded kernel's _chunks entry calls it, and an inlined copy would be compiled twice
     attrs = f'attributes #0 = {{ nounwind noinline "min-legal-vector-width"="{self.vector_bits}" "prefer-vector-width"="{self.vector_bits}" }}'
     meta = "\n!0 = !{i32 1}" if self.nontemporal else ""
     chunks = self.chunk_entry(name, len(bufs), len(variables)) if thread_range is not None else ""

@@ -11,7 +11,9 @@ Linux on x86-64 and 64-bit ARM only (futex and sched_yield system calls); elsewh
 the device splits kernels over its Python thread pool."""
 from __future__ import annotations
 import ctypes, os, sys, threading
+from typing import TYPE_CHECKING
 from runtime import llvm
+if TYPE_CHECKING: from runtime.cpu import LLVMCompiler
 
 # word offsets (int64) into the shared state; the three written words live on separate cache lines
 GEN, SLEEPERS, DONE, FN, ARGS, OUTER, CHUNKS, SPIN, SYSCALL, WORKER_ARGS = 0, 8, 16, 24, 25, 26, 27, 28, 29, 32
@@ -121,7 +123,7 @@ exit:
 
 class Workers:
   """`n` native worker threads; `run` splits a kernel's outer loop over them and the calling thread."""
-  def __init__(self, compiler, n: int):
+  def __init__(self, compiler: LLVMCompiler, n: int):
     libc = ctypes.CDLL(None)
     # O0: loops around system calls gain nothing from optimisation, and O0 compiles in ~3 ms against ~16 at O3
     tm = llvm.TargetMachine(compiler.triple, compiler.cpu, compiler.features, opt=0)
@@ -159,7 +161,7 @@ class Workers:
 _workers: Workers | None = None
 _workers_lock = threading.Lock()
 
-def start_workers(compiler, n: int) -> Workers | None:
+def start_workers(compiler: LLVMCompiler, n: int) -> Workers | None:
   """The process's native workers (started on first use), or None where they cannot run (not Linux x86-64/ARM64)."""
   global _workers
   if _workers is not None: return _workers

@@ -84,3 +84,15 @@ def test_without_native_workers_kernels_split_over_the_python_pool(monkeypatch):
   a = np.arange(1 << 20, dtype=np.float32)
   np.testing.assert_array_equal((Tensor(a) * 2 + 1).numpy(), a * 2 + 1)
   assert calls == [min(dev.threads, 1 << 20)] if dev.threads > 1 else calls == []
+
+def test_a_threaded_kernel_gets_its_variables_through_the_chunks_entry(monkeypatch):
+  from tinygrad import Variable
+  a = np.random.default_rng(1).standard_normal((512, 1024)).astype(np.float32)
+  ta = Tensor(a).realize()
+  workers = W.start_workers(Device["CPU"].compiler, max(Device["CPU"].threads - 1, 1))
+  calls, run = [], workers.run
+  monkeypatch.setattr(workers, "run", lambda fn, args, outer: (calls.append(len(args)), run(fn, args, outer))[1])
+  for n in (300, 1000):  # 512*n elements: split over threads; the kernel's bound on the row is the Variable
+    out = (ta.shrink(((0, 512), (0, Variable("n", 1, 1024).bind(n)))) * 3 - 1).realize()
+    np.testing.assert_allclose(out.numpy(), a[:, :n] * 3 - 1, rtol=1e-6, atol=1e-6)  # x*3-1 is one fma
+  assert calls == [3, 3], calls  # output, input, and the value of n

@@ -147,7 +147,7 @@ def compile_kernel(ast: UOp, outs: tuple[UOp, ...], device: str) -> CompiledKern
     name = info.name
     src = LLVMRenderer(dev.compiler.vector_bits).render(name, prog, list(sink.arg), info.thread_range)
     if DEBUG >= 4: print(colored(f"// {name}", "cyan") + "\n" + src)
-    program = dev.build(name, src, len(sink.arg) - len(variables), len(variables), info.thread_range is not None)  # compiles on the thread pool
+    program = dev.build(name, src, len(sink.arg) - len(variables), len(variables), info.thread_range is not None)  # compiles in the background
     outer = info.thread_range.arg.end if info.thread_range is not None else 1
     launch, flops = (outer, info.work, info.thread_range is not None), count_flops(sink)
     detail = f"vector={info.vector} threads={'split ' + repr(outer) if info.thread_range is not None else 'inline'}"
