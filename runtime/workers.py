@@ -10,7 +10,7 @@ worker has taken the job. A worker spins on the counter for a while after each j
 Linux on x86-64 and 64-bit ARM only (futex and sched_yield system calls); elsewhere `start_workers` returns None and
 the device splits kernels over its Python thread pool."""
 from __future__ import annotations
-import ctypes, os, sys, threading
+import ctypes, os, signal, sys, threading
 from typing import TYPE_CHECKING
 from runtime import llvm
 if TYPE_CHECKING: from runtime.cpu import LLVMCompiler
@@ -139,10 +139,14 @@ class Workers:
     s[SPIN], s[SYSCALL] = SPIN_CYCLES, ctypes.cast(libc.syscall, ctypes.c_void_p).value
     self.words, self.n = s, 0
     libc.pthread_create.argtypes = [ctypes.POINTER(ctypes.c_ulong), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-    for i in range(n):
-      s[WORKER_ARGS + 2 * i], s[WORKER_ARGS + 2 * i + 1] = self.state, i + 1
-      if libc.pthread_create(ctypes.byref(ctypes.c_ulong()), None, worker, self.state + (WORKER_ARGS + 2 * i) * 8) != 0: break
-      self.n += 1
+    # the workers inherit a mask blocking every signal: Ctrl-C and friends go to threads that run Python
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+      for i in range(n):
+        s[WORKER_ARGS + 2 * i], s[WORKER_ARGS + 2 * i + 1] = self.state, i + 1
+        if libc.pthread_create(ctypes.byref(ctypes.c_ulong()), None, worker, self.state + (WORKER_ARGS + 2 * i) * 8) != 0: break
+        self.n += 1
+    finally: signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     self._dispatch = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)(dispatch)
     self._lock = threading.Lock()
 

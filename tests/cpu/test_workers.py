@@ -51,6 +51,12 @@ def test_every_index_runs_once_per_job(three, spin):
     for _ in range(50): assert w.run(count, [arr.ctypes.data], outer)
     np.testing.assert_array_equal(arr, np.full(outer, 50))
 
+def test_workers_block_every_signal(three):
+  w, _ = three
+  blocked = [int(line.split()[1], 16) for t in os.listdir("/proc/self/task")
+             for line in open(f"/proc/self/task/{t}/status") if line.startswith("SigBlk:")]
+  assert sum(1 for m in blocked if m & (1 << 1)) >= w.n, blocked  # bit 1: SIGINT (signal 2), not for a thread running Python
+
 def test_a_second_caller_is_turned_away_not_blocked(three):
   w, count = three
   arr = np.zeros(8, np.int64)
