@@ -9,7 +9,7 @@ from tinygrad.helpers import prod, ceildiv
 from codegen.lower import strides_for
 from tinygrad.mixin import MovementMixin, ProcessingMixin
 from tinygrad.engine import realize as _realize
-from tinygrad.engine.realize import buffer_uop
+from tinygrad.engine.realize import buffer_uop, realize_uops, plan_for, new_buffers
 
 def _shape_arg(shape: tuple) -> tuple:
   """Accept f(2, 3) and f((2, 3))."""
@@ -186,7 +186,6 @@ class Tensor(MovementMixin, ProcessingMixin):
     return self
   @staticmethod
   def realize_all(tensors: Sequence[Tensor]) -> None:
-    from tinygrad.engine.realize import realize_uops
     if _PENDING:  # state updated lazily in place (BatchNorm running stats) is computed with the next realize
       tensors = list(tensors) + _PENDING
       _PENDING.clear()
@@ -208,7 +207,6 @@ class Tensor(MovementMixin, ProcessingMixin):
   def schedule_linear(self, *lst: Tensor) -> list:
     """The kernels realize() would run for these tensors, in order, without running them: a list of
     (CompiledKernel or BufferCopy, the buffers it reads and writes, output first). Compiles what is not cached."""
-    from tinygrad.engine.realize import plan_for, new_buffers
     out = []
     for t in (self, *lst):
       if _is_buffer(_resolved(t.uop)) or isinstance(t.device, tuple): continue
@@ -218,7 +216,6 @@ class Tensor(MovementMixin, ProcessingMixin):
     return out
   def linear_with_vars(self, *lst: Tensor) -> tuple[list, dict]:
     """schedule_linear and the values of the Variables its kernels take (the bound symbolic dimensions)."""
-    from tinygrad.engine.realize import plan_for
     var_vals: dict = {}
     for t in (self, *lst):
       if not _is_buffer(_resolved(t.uop)) and not isinstance(t.device, tuple): var_vals.update(plan_for([t.uop], t.device)[2])
