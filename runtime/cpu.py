@@ -1,5 +1,6 @@
 """The CPU device: memory, an in-process LLVM compiler (libllvmlite through runtime.llvm, O3, host CPU features),
-ctypes calls, and a thread pool that splits a kernel's outermost loop and compiles kernels in the background.
+ctypes calls, a thread pool that compiles kernels in the background, and runtime.workers' native threads that split a
+threaded kernel's outermost loop.
 Knows nothing of UOps: it is handed LLVM IR text and raw buffers."""
 from __future__ import annotations
 import ctypes, os, threading, time
@@ -117,8 +118,8 @@ class Pending:
     return self.value
 
 class ThreadPool:
-  """Persistent workers on one queue of jobs: the chunks of a threaded kernel, and kernels compiling in the background
-  while the caller generates the next one."""
+  """Persistent workers on one queue of jobs: kernels compiling in the background while the caller generates the next
+  one, and the chunks of a threaded kernel where runtime.workers has no native threads (not Linux x86-64/ARM64)."""
   def __init__(self, n: int):
     import queue  # only threaded kernels and compiles need it (fresh-process start)
     self.jobs: queue.SimpleQueue = queue.SimpleQueue()
