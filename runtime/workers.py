@@ -1,8 +1,9 @@
 """Native worker threads for the chunks of a threaded CPU kernel, written in LLVM IR and started with pthread_create.
 
 They replaced splitting kernels over the Python thread pool, where a worker takes each chunk from a queue and reports
-it done through a lock, both under the GIL: alternating the two in one process on this 2-vCPU VM, matmul 512 took
-1.87 against 3.52 ms and a jitted MLP Adam step 5.2 against 7.7 ms (medians of 10 rounds).
+it done through a lock, both under the GIL: alternating the two in one process on this 2-vCPU VM (bench/threads_ab.py),
+matmul 512 took 1.7-1.9 against 3.5 ms and a jitted MLP Adam step 5.0-5.2 against 7.7-8.8 ms. Workers that park after
+every job instead of spinning first had twice the p90 step time (docs/performance.md, session 6).
 The caller publishes a job (a generation counter), wakes parked workers, runs chunk 0 itself and waits until every
 worker has taken the job. A worker spins on the counter for a while after each job, yielding its core every turn
 (so a worker the scheduler put beside the caller does not keep it from running Python), and then parks in futex(2).
