@@ -69,16 +69,17 @@ class LLVMRenderer:
     # non-temporal stores are weakly ordered: a fence makes them visible before the kernel returns to its caller
     end = ["  fence seq_cst", "  ret void"] if self.nontemporal else ["  ret void"]
     body = "\n".join(["entry:"] + self.allocas + ["  br label %body", "body:"] + self.lines + end)
-    # noinline: a threaded kernel's _chunks entry calls it, and an inlined copy would be compiled twice
+    # noinline: the _chunks entry calls it, and an inlined copy would be compiled twice
     attrs = f'attributes #0 = {{ nounwind noinline "min-legal-vector-width"="{self.vector_bits}" "prefer-vector-width"="{self.vector_bits}" }}'
     meta = "\n!0 = !{i32 1}" if self.nontemporal else ""
-    chunks = self.chunk_entry(name, len(bufs), len(variables)) if thread_range is not None else ""
+    chunks = self.chunk_entry(name, len(bufs), len(variables))
     return "\n".join(sorted(self.decls)) + f"\n\ndefine void @{name}({args}) #0 {{\n{body}\n}}\n{chunks}{attrs}{meta}\n"
 
   @staticmethod
   def chunk_entry(name: str, nbufs: int, nvars: int) -> str:
     """`{name}_chunks(ptr args, i64 start, i64 end)`: the kernel behind one signature for every kernel, its buffers and
-    Variables read from an array of 64-bit words; runtime.workers calls a threaded kernel's chunks through it."""
+    Variables read from an array of 64-bit words; runtime.workers calls a threaded kernel's chunks, and a TinyJit
+    replay's kernels, through it."""
     loads = [f"  %p{i} = getelementptr i64, ptr %args, i64 {i}\n  %a{i} = load {'ptr' if i < nbufs else 'i64'}, ptr %p{i}" for i in range(nbufs + nvars)]
     call = ", ".join([f"ptr %a{i}" for i in range(nbufs)] + [f"i64 %a{i}" for i in range(nbufs, nbufs + nvars)] + ["i64 %start", "i64 %end"])
     return f"\ndefine void @{name}_chunks(ptr %args, i64 %start, i64 %end) nounwind {{\n" + "\n".join(loads) + f"\n  call void @{name}({call})\n  ret void\n}}\n"

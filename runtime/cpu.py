@@ -6,7 +6,7 @@ from __future__ import annotations
 import ctypes, os, threading, time
 from runtime import llvm
 from runtime.diskcache import cache_get, cache_put, cache_key
-from runtime.workers import start_workers
+from runtime.workers import Workers, start_workers
 
 _libc = ctypes.CDLL(None)
 _libc.posix_memalign.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_size_t]
@@ -91,13 +91,21 @@ class LLVMCompiler:
 
 class CPUProgram:
   """A loaded kernel: fn(buf0, buf1, ..., var0, ..., start, end) over the outermost loop's [start, end); the int64
-  vars are the values of the kernel's symbolic dimensions. A threaded kernel also has `chunks`, the address of
-  `{name}_chunks(args, start, end)` (the same with its arguments in an int64 array), which the workers call."""
-  def __init__(self, compiler: LLVMCompiler, name: str, obj: bytes, nbufs: int, nvars: int = 0, threaded: bool = False):
-    addrs, self._keep = compiler.tm.load(obj, (name, f"{name}_chunks") if threaded else (name,))
-    self.fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nbufs), *([ctypes.c_int64] * nvars), ctypes.c_int64, ctypes.c_int64)(addrs[0])
-    self.chunks = addrs[1] if threaded else 0
+  vars are the values of the kernel's symbolic dimensions. `chunks` is the address of `{name}_chunks(args, start,
+  end)`, the same with its arguments in an int64 array, which runtime.workers calls."""
+  def __init__(self, compiler: LLVMCompiler, name: str, obj: bytes, nbufs: int, nvars: int = 0):
+    (fn, self.chunks), self._keep = compiler.tm.load(obj, (name, f"{name}_chunks"))
+    self.fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nbufs), *([ctypes.c_int64] * nvars), ctypes.c_int64, ctypes.c_int64)(fn)
     self.name, self.build_s = name, 0.0
+
+class KernelBatch:
+  """Kernels run in order by one native call (runtime.workers' tg_run_list), for a TinyJit replay: what each kernel
+  needs but its buffers is fixed when the batch is made; run() takes their pointers, kernel after kernel."""
+  def __init__(self, workers: Workers, descs: list[int]):
+    self.workers, self.descs = workers, (ctypes.c_int64 * len(descs))(*descs)
+  def run(self, ptrs: list[int]) -> bool:
+    """False (nothing run) when another thread is using the workers."""
+    return self.workers.run_list(self.descs, ptrs)
 
 class Pending:
   """The result of a job on the thread pool. get() waits for it, running queued jobs itself meanwhile (so the waiting
@@ -170,14 +178,17 @@ class CPUDevice:
     compiler = self.compiler
     def job() -> CPUProgram:
       st = time.perf_counter()
-      prog = CPUProgram(compiler, name, compiler.compile(src), nbufs, nvars, threaded)
+      prog = CPUProgram(compiler, name, compiler.compile(src), nbufs, nvars)
       prog.build_s = time.perf_counter() - st
       return prog
     pending = self.pool.submit(job)
     if threaded and self.threads > 1: self.pool.submit(start_workers, compiler, self.threads - 1)  # beside the first such compile
     return pending
+  def splits(self, outer: int, work: int, threaded: bool) -> bool:
+    """Does a kernel with these launch arguments run split over threads (else inline on the caller)?"""
+    return threaded and self.threads > 1 and work >= self.PARALLEL_WORK and outer >= 2
   def run(self, prog: CPUProgram, ptrs: list[int], outer: int, work: int, threaded: bool) -> None:
-    if not threaded or self.threads == 1 or work < self.PARALLEL_WORK or outer < 2:
+    if not self.splits(outer, work, threaded):
       prog.fn(*ptrs, 0, outer)
       return
     if (workers := start_workers(self.compiler, self.threads - 1)) is not None:
@@ -186,6 +197,15 @@ class CPUDevice:
     n = min(self.threads, outer)
     bounds = [outer * i // n for i in range(n + 1)]
     self.pool.run(prog.fn, [(*ptrs, bounds[i], bounds[i + 1]) for i in range(n)])
+  def batch(self, launches: list[tuple[CPUProgram, int, int, int, bool]]) -> KernelBatch | None:
+    """One native call for kernels run in order, each (program, number of arguments, outer, work, threaded); None
+    where there are no native workers (THREADS=1, or not Linux x86-64/ARM64)."""
+    if (workers := start_workers(self.compiler, self.threads - 1)) is None: return None
+    descs, first = [], 0
+    for prog, nargs, outer, work, threaded in launches:
+      descs += [prog.chunks, first, outer, int(self.splits(outer, work, threaded))]
+      first += nargs
+    return KernelBatch(workers, descs)
   def synchronize(self) -> None: pass
 
 _compiler_singleton: LLVMCompiler | None = None

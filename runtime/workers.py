@@ -120,6 +120,43 @@ yield:  ; a worker may be waiting for this core (more threads than cores, or the
 exit:
   ret void
 }}
+
+; kernels in order: descs holds (fn, first arg word, outer, split) per kernel; split ones go through tg_dispatch
+define void @tg_run_list(ptr %state, ptr %descs, ptr %args, i64 %n, i64 %workers) nounwind {{
+entry:
+  %w1 = add i64 %workers, 1
+  br label %next
+next:
+  %i = phi i64 [0, %entry], [%i1, %ran]
+  %more = icmp slt i64 %i, %n
+  br i1 %more, label %kernel, label %done
+kernel:
+  %d = mul i64 %i, 4
+  %fnp = getelementptr i64, ptr %descs, i64 %d
+  %fn = load ptr, ptr %fnp
+  %offp = getelementptr i64, ptr %fnp, i64 1
+  %off = load i64, ptr %offp
+  %a = getelementptr i64, ptr %args, i64 %off
+  %outerp = getelementptr i64, ptr %fnp, i64 2
+  %outer = load i64, ptr %outerp
+  %splitp = getelementptr i64, ptr %fnp, i64 3
+  %split = load i64, ptr %splitp
+  %threaded = icmp ne i64 %split, 0
+  br i1 %threaded, label %dispatch, label %inline
+dispatch:
+  %few = icmp slt i64 %outer, %w1
+  %chunks = select i1 %few, i64 %outer, i64 %w1
+  call void @tg_dispatch(ptr %state, ptr %fn, ptr %a, i64 %outer, i64 %chunks, i64 %workers)
+  br label %ran
+inline:
+  call void %fn(ptr %a, i64 0, i64 %outer)
+  br label %ran
+ran:
+  %i1 = add i64 %i, 1
+  br label %next
+done:
+  ret void
+}}
 """
 
 class Workers:
@@ -128,7 +165,7 @@ class Workers:
     libc = ctypes.CDLL(None)
     # O0: loops around system calls gain nothing from optimisation, and O0 compiles in ~3 ms against ~16 at O3
     tm = llvm.TargetMachine(compiler.triple, compiler.cpu, compiler.features, opt=0)
-    (worker, dispatch), self._keep = tm.load(tm.emit(module_text(os.uname().machine)), ("tg_worker", "tg_dispatch"))
+    (worker, dispatch, run_list), self._keep = tm.load(tm.emit(module_text(os.uname().machine)), ("tg_worker", "tg_dispatch", "tg_run_list"))
     words = WORKER_ARGS + 2 * n
     # never freed: a worker may still be spinning on it while the interpreter shuts down
     block = ctypes.c_void_p()
@@ -149,6 +186,7 @@ class Workers:
         self.n += 1
     finally: signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     self._dispatch = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)(dispatch)
+    self._run_list = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(run_list)
     self._lock = threading.Lock()
 
   def set_spin(self, cycles: int) -> None:
@@ -160,6 +198,14 @@ class Workers:
     another thread is using the workers, so the caller runs the kernel itself."""
     if not self._lock.acquire(blocking=False): return False
     try: self._dispatch(self.state, chunks_fn, (ctypes.c_int64 * len(args))(*args), outer, min(self.n + 1, outer), self.n)
+    finally: self._lock.release()
+    return True
+
+  def run_list(self, descs: ctypes.Array, args: list[int]) -> bool:
+    """Kernels in order in one call: descs holds (chunks entry, first word in args, outer, split 0/1) per kernel;
+    False (nothing run) when another thread is using the workers."""
+    if not self._lock.acquire(blocking=False): return False
+    try: self._run_list(self.state, descs, (ctypes.c_int64 * len(args))(*args), len(descs) // 4, self.n)
     finally: self._lock.release()
     return True
 

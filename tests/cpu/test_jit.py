@@ -136,3 +136,55 @@ def test_returned_views_are_replayed():
     a, b = f(Tensor.full((3, 4), float(k)))
     np.testing.assert_equal(a.numpy(), (k * w.numpy()).T)
     np.testing.assert_equal(b.numpy(), (k * w.numpy())[1:, ::2])
+
+def _step_pair():
+  """The same small training step, jitted twice over identical weights: one replay per call of each."""
+  def make():
+    Tensor.manual_seed(5)
+    l1, l2 = nn.Linear(300, 600), nn.Linear(600, 4)  # the 256x600 hidden layer is big enough to split over threads
+    opt = nn.optim.Adam(get_parameters([l1, l2]), lr=0.01)
+    for p in get_parameters([l1, l2]): p.realize()
+    @TinyJit
+    def step(x, y):
+      with Tensor.train():
+        opt.zero_grad()
+        loss = l2(l1(x).relu()).sparse_categorical_crossentropy(y)
+        loss.backward()
+        opt.step()
+      return loss.realize()
+    return step, l1
+  return make(), make()
+
+def test_replay_runs_every_kernel_in_one_native_call(monkeypatch):
+  """A replay of CPU kernels without Variables goes through runtime.cpu.KernelBatch (one call into runtime.workers
+  for all of them); with the workers busy it runs kernel by kernel. Both give the same losses and weights, and count
+  the same kernels in GlobalCounters."""
+  from runtime.cpu import KernelBatch
+  from tinygrad.helpers import GlobalCounters
+  rng = np.random.default_rng(0)
+  xs = [Tensor(rng.standard_normal((256, 300)).astype(np.float32)).realize() for _ in range(5)]
+  ys = [Tensor(rng.integers(0, 4, 256).astype(np.int32)).realize() for _ in range(5)]
+  (batched, l1a), (single, l1b) = _step_pair()
+  for k in range(2): batched(xs[k], ys[k]), single(xs[k], ys[k])  # run, record
+  calls, run = [], KernelBatch.run
+  monkeypatch.setattr(KernelBatch, "run", lambda self, ptrs: (calls.append(len(ptrs)), run(self, ptrs))[1])
+  for k in range(2, 5):
+    c0 = GlobalCounters.kernel_count
+    la = batched(xs[k], ys[k]).numpy()
+    ca = GlobalCounters.kernel_count - c0
+    monkeypatch.setattr(KernelBatch, "run", lambda self, ptrs: False)  # the workers busy: kernel by kernel
+    c0 = GlobalCounters.kernel_count
+    lb = single(xs[k], ys[k]).numpy()
+    assert GlobalCounters.kernel_count - c0 == ca > 1
+    monkeypatch.setattr(KernelBatch, "run", lambda self, ptrs: (calls.append(len(ptrs)), run(self, ptrs))[1])
+    np.testing.assert_array_equal(la, lb)
+  np.testing.assert_array_equal(l1a.weight.numpy(), l1b.weight.numpy())
+  assert len(calls) == 3, calls
+
+def test_replay_at_debug_2_times_each_kernel(capsys):
+  from tinygrad import Context
+  (step, _), _ = _step_pair()
+  x, y = Tensor.ones(256, 300).contiguous().realize(), Tensor.zeros(256, dtype="int32").contiguous().realize()
+  for _ in range(2): step(x, y)
+  with Context(DEBUG=2): step(x, y)
+  assert capsys.readouterr().out.count("GFLOP/s") > 1  # a line per kernel: the replay ran them one by one
