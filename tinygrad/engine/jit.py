@@ -214,7 +214,7 @@ class TinyJit(Generic[R]):
       GlobalCounters.kernel_count += len(cap.kernels)
       GlobalCounters.global_ops += cap.totals[0]
       GlobalCounters.global_mem += cap.totals[1]
-    else:  # DEBUG>=2 times each kernel
+    else:  # DEBUG>=2 (a timing line per kernel), no native workers, or another thread using them
       for ck, slots, dev in cap.kernels: run_kernel(ck, [table[i] for i in slots], dev, var_vals)
     for t, i, shape in cap.state_out: t.uop = buffer_uop(table[i], _rebind(shape, var_vals))
     return _map_leaves(cap.outputs, _Slot, lambda x: Tensor._wrap(buffer_uop(table[x.slot], _rebind(x.shape, var_vals)), table[x.slot].device))
