@@ -36,15 +36,16 @@ def main() -> None:
   ap.add_argument("--rounds", type=int, default=10)
   ap.add_argument("--calls", type=int, default=12, help="timed calls per dispatcher per round")
   args = ap.parse_args()
-  native = runtime.cpu.start_workers
-  dispatchers = {"native workers": native, "Python pool": lambda compiler, n: None}
+  native, batch_run = runtime.cpu.start_workers, runtime.cpu.KernelBatch.run
+  # the Python pool: no native workers, and TinyJit replays kernel by kernel (a recording's batch holds the workers)
+  dispatchers = {"native workers": (native, batch_run), "Python pool": (lambda compiler, n: None, lambda self, ptrs: False)}
   work = workloads()
   for fn in work.values():
     for k in range(4): fn(k)  # compile, record the jit
   res: dict[tuple[str, str], list[float]] = {}
   for _ in range(args.rounds):
-    for dname, start in dispatchers.items():
-      runtime.cpu.start_workers = start
+    for dname, (start, run) in dispatchers.items():
+      runtime.cpu.start_workers, runtime.cpu.KernelBatch.run = start, run
       for wname, fn in work.items():
         time.sleep(0.3)  # both dispatchers start each series from idle threads
         ts = []
@@ -53,7 +54,7 @@ def main() -> None:
           fn(k)
           ts.append(time.perf_counter() - t0)
         res.setdefault((wname, dname), []).append(statistics.median(ts))
-  runtime.cpu.start_workers = native
+  runtime.cpu.start_workers, runtime.cpu.KernelBatch.run = native, batch_run
   for (wname, dname), v in sorted(res.items()):
     print(f"{wname:<22} {dname:<15} {statistics.median(v) * 1e3:7.2f} ms   (rounds: {min(v) * 1e3:.2f} .. {max(v) * 1e3:.2f})")
 

@@ -18,7 +18,10 @@ if TYPE_CHECKING: from runtime.cpu import LLVMCompiler
 
 # word offsets (int64) into the shared state; the three written words live on separate cache lines
 GEN, SLEEPERS, DONE, FN, ARGS, OUTER, CHUNKS, SPIN, SYSCALL, WORKER_ARGS = 0, 8, 16, 24, 25, 26, 27, 28, 29, 32
-SPIN_CYCLES = 1 << 22  # ~1.5 ms of the cycle counter: a worker stays awake this long after its last job
+# sched_yield calls a worker makes after its last job before it parks: ~0.6 us each when it has its core to itself
+# (~1.5 ms in all); longer while another thread wants that core, which then gets it. Counted, not timed: the
+# cycle counter is not readable by user programs everywhere (AArch64's PMCCNTR_EL0 traps under Linux)
+SPIN_YIELDS = 2500
 _ARCH = {"x86_64": (202, 24), "aarch64": (98, 124)}  # machine: (futex, sched_yield) system call numbers
 FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
 
@@ -29,9 +32,7 @@ def module_text(machine: str) -> str:
   fields = "\n".join(field(n, w) for n, w in (("sleepers", SLEEPERS), ("done", DONE), ("fnp", FN), ("argsp", ARGS),
                                                ("outerp", OUTER), ("chunksp", CHUNKS), ("spinp", SPIN), ("sysp", SYSCALL)))
   return f"""
-declare i64 @llvm.readcyclecounter()
-
-; one worker: arg -> (state, index); runs chunk `index` of every job, spins SPIN cycles between jobs, then parks
+; one worker: arg -> (state, index); runs chunk `index` of every job, yields SPIN times between jobs, then parks
 define ptr @tg_worker(ptr %arg) nounwind {{
 entry:
   %state = load ptr, ptr %arg
@@ -41,19 +42,18 @@ entry:
   br label %idle
 idle:  ; %seen: the last job taken (0: none; the state starts at 0 before any worker does)
   %seen = phi i32 [0, %entry], [%seen, %awake], [%g, %finish]
-  %t0 = call i64 @llvm.readcyclecounter()
   br label %spin
 spin:
+  %turns = phi i64 [0, %idle], [%turns1, %yield]
   %g = load atomic i32, ptr %state acquire, align 64
   %new = icmp ne i32 %g, %seen
   br i1 %new, label %work, label %yield
 yield:  ; yield, not just pause: a worker sharing a core with the caller must not keep it from running Python
   %sysy = load ptr, ptr %sysp
   %ry = call i64 (i64, ...) %sysy(i64 {sched_yield})
-  %t = call i64 @llvm.readcyclecounter()
-  %elapsed = sub i64 %t, %t0
+  %turns1 = add i64 %turns, 1
   %limit = load atomic i64, ptr %spinp monotonic, align 8
-  %more = icmp ult i64 %elapsed, %limit
+  %more = icmp ult i64 %turns1, %limit
   br i1 %more, label %spin, label %park
 park:
   %s0 = atomicrmw add ptr %sleepers, i32 1 seq_cst
@@ -174,11 +174,13 @@ class Workers:
     self.state: int = block.value
     ctypes.memset(self.state, 0, words * 8)
     s = (ctypes.c_int64 * words).from_address(self.state)
-    s[SPIN], s[SYSCALL] = SPIN_CYCLES, ctypes.cast(libc.syscall, ctypes.c_void_p).value
+    s[SPIN], s[SYSCALL] = SPIN_YIELDS, ctypes.cast(libc.syscall, ctypes.c_void_p).value
     self.words, self.n = s, 0
     libc.pthread_create.argtypes = [ctypes.POINTER(ctypes.c_ulong), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-    # the workers inherit a mask blocking every signal: Ctrl-C and friends go to threads that run Python
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    # the workers inherit a mask blocking every signal but a fault's (a crash in a kernel still reports): Ctrl-C and
+    # friends go to threads that run Python
+    faults = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP, signal.SIGSYS, signal.SIGABRT}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals() - faults)
     try:
       for i in range(n):
         s[WORKER_ARGS + 2 * i], s[WORKER_ARGS + 2 * i + 1] = self.state, i + 1
@@ -187,24 +189,29 @@ class Workers:
     finally: signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     self._dispatch = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)(dispatch)
     self._run_list = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(run_list)
-    self._lock = threading.Lock()
+    self._lock, self.pid = threading.Lock(), os.getpid()
 
-  def set_spin(self, cycles: int) -> None:
-    """How long a worker spins after a job before parking (tests use 0: every job wakes a parked worker)."""
-    self.words[SPIN] = cycles
+  def set_spin(self, yields: int) -> None:
+    """How many times a worker yields after a job before parking (tests use 0: every job wakes a parked worker)."""
+    self.words[SPIN] = yields
+
+  def _usable(self) -> bool:
+    """Take the workers for one call: not while another thread has them, and never in a forked child (whose copy of
+    this object has no threads behind it: a TinyJit recording made before the fork still holds it)."""
+    return self.pid == os.getpid() and self._lock.acquire(blocking=False)
 
   def run(self, chunks_fn: int, args: list[int], outer: int) -> bool:
     """chunks_fn(args, lo, hi) over [0, outer) split across the workers and the caller; False (nothing run) when
     another thread is using the workers, so the caller runs the kernel itself."""
-    if not self._lock.acquire(blocking=False): return False
-    try: self._dispatch(self.state, chunks_fn, (ctypes.c_int64 * len(args))(*args), outer, min(self.n + 1, outer), self.n)
+    if not self._usable(): return False
+    try: self._dispatch(self.state, chunks_fn, (ctypes.c_int64 * len(args))(*args), outer, max(1, min(self.n + 1, outer)), self.n)
     finally: self._lock.release()
     return True
 
   def run_list(self, descs: ctypes.Array, args: list[int]) -> bool:
     """Kernels in order in one call: descs holds (chunks entry, first word in args, outer, split 0/1) per kernel;
     False (nothing run) when another thread is using the workers."""
-    if not self._lock.acquire(blocking=False): return False
+    if not self._usable(): return False
     try: self._run_list(self.state, descs, (ctypes.c_int64 * len(args))(*args), len(descs) // 4, self.n)
     finally: self._lock.release()
     return True
@@ -215,11 +222,12 @@ _workers_lock = threading.Lock()
 def start_workers(compiler: LLVMCompiler, n: int) -> Workers | None:
   """The process's native workers (started on first use), or None where they cannot run (not Linux x86-64/ARM64)."""
   global _workers
-  if _workers is not None: return _workers
-  if not sys.platform.startswith("linux") or os.uname().machine not in _ARCH or n < 1: return None
+  if n < 1: return None
+  if _workers is not None: return _workers if _workers.n else None
+  if not sys.platform.startswith("linux") or os.uname().machine not in _ARCH: return None
   with _workers_lock:
     if _workers is None: _workers = Workers(compiler, n)
-  return _workers
+  return _workers if _workers.n else None  # no thread could be started: the device splits over its Python pool
 
 def _forget_workers() -> None:
   global _workers, _workers_lock

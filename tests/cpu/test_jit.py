@@ -160,7 +160,9 @@ def test_replay_runs_every_kernel_in_one_native_call(monkeypatch):
   for all of them); with the workers busy it runs kernel by kernel. Both give the same losses and weights, and count
   the same kernels in GlobalCounters."""
   from runtime.cpu import KernelBatch
+  from tinygrad.device import Device
   from tinygrad.helpers import GlobalCounters
+  if Device["CPU"].threads == 1: pytest.skip("THREADS=1: no native workers, so no one-call replays")
   rng = np.random.default_rng(0)
   xs = [Tensor(rng.standard_normal((256, 300)).astype(np.float32)).realize() for _ in range(5)]
   ys = [Tensor(rng.integers(0, 4, 256).astype(np.int32)).realize() for _ in range(5)]

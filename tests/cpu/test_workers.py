@@ -1,7 +1,7 @@
 """The native workers that run a threaded kernel's chunks (runtime/workers.py): every index of the outer loop runs
 exactly once per job, parked workers wake, a second calling thread is turned away instead of waiting, and platforms
 without them split kernels over the Python pool (a forked child starting its own: test_llvm_binding.py)."""
-import os, sys, threading
+import os, subprocess, sys, textwrap, threading
 import numpy as np
 import pytest
 from tinygrad import Tensor
@@ -40,9 +40,9 @@ def three():
   w = W.Workers(compiler, 3)
   (count,), keep = compiler.tm.load(compiler.compile(COUNT), ("count",))
   yield w, count
-  w.set_spin(W.SPIN_CYCLES)
+  w.set_spin(W.SPIN_YIELDS)
 
-@pytest.mark.parametrize("spin", [W.SPIN_CYCLES, 0], ids=["spinning", "parking"])
+@pytest.mark.parametrize("spin", [W.SPIN_YIELDS, 0], ids=["spinning", "parking"])
 def test_every_index_runs_once_per_job(three, spin):
   w, count = three
   w.set_spin(spin)  # 0: every worker parks after each job, so every job has to wake them through the futex
@@ -51,11 +51,30 @@ def test_every_index_runs_once_per_job(three, spin):
     for _ in range(50): assert w.run(count, [arr.ctypes.data], outer)
     np.testing.assert_array_equal(arr, np.full(outer, 50))
 
-def test_workers_block_every_signal(three):
+def test_workers_block_signals_but_faults(three):
   w, _ = three
-  blocked = [int(line.split()[1], 16) for t in os.listdir("/proc/self/task")
-             for line in open(f"/proc/self/task/{t}/status") if line.startswith("SigBlk:")]
-  assert sum(1 for m in blocked if m & (1 << 1)) >= w.n, blocked  # bit 1: SIGINT (signal 2), not for a thread running Python
+  masks = [int(line.split()[1], 16) for t in os.listdir("/proc/self/task")
+           for line in open(f"/proc/self/task/{t}/status") if line.startswith("SigBlk:")]
+  workers = [m for m in masks if m & (1 << 1)]  # bit 1: SIGINT (signal 2), blocked in no thread that runs Python
+  assert len(workers) >= w.n and not any(m & (1 << 10) for m in workers), masks  # bit 10: SIGSEGV, never blocked
+
+def test_a_forked_child_does_not_use_its_parents_workers():
+  """A TinyJit recording made before a fork holds the parent's workers; in the child they have no threads, so the
+  replay must not wait for them (it runs kernel by kernel, on the child's own workers)."""
+  code = textwrap.dedent("""
+    import os, numpy as np
+    from tinygrad import Tensor, TinyJit
+    @TinyJit
+    def f(x): return (x * 2 + 1).exp().realize()
+    xs = [Tensor(np.full(1 << 19, k, np.float32) / 8).realize() for k in range(4)]
+    for x in xs[:3]: f(x)  # run, record, replay: the recording's batch holds the parent's workers
+    pid = os.fork()
+    if pid == 0:
+      os._exit(0 if np.allclose(f(xs[3]).numpy(), np.exp(xs[3].numpy() * 2 + 1)) else 1)
+    print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+  """)
+  r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.getcwd()})
+  assert r.returncode == 0 and "child 0" in r.stdout, r.stdout + r.stderr
 
 def test_a_second_caller_is_turned_away_not_blocked(three):
   w, count = three
@@ -93,6 +112,7 @@ def test_without_native_workers_kernels_split_over_the_python_pool(monkeypatch):
 
 def test_a_threaded_kernel_gets_its_variables_through_the_chunks_entry(monkeypatch):
   from tinygrad import Variable
+  if Device["CPU"].threads == 1: pytest.skip("THREADS=1: no kernel is split over threads")
   a = np.random.default_rng(1).standard_normal((512, 1024)).astype(np.float32)
   ta = Tensor(a).realize()
   workers = W.start_workers(Device["CPU"].compiler, max(Device["CPU"].threads - 1, 1))
