@@ -88,10 +88,16 @@ finish:
   br label %idle
 }}
 
-; the caller: publish fn(args, lo, hi) over [0, outer) in `chunks` pieces, run piece 0, wait for all `workers`
-define void @tg_dispatch(ptr %state, ptr %fn, ptr %args, i64 %outer, i64 %chunks, i64 %workers) nounwind {{
+; the caller: publish fn(args, lo, hi) over [0, outer) in min(outer, workers + 1) pieces (at least one), run piece 0,
+; wait for all `workers`
+define void @tg_dispatch(ptr %state, ptr %fn, ptr %args, i64 %outer, i64 %workers) nounwind {{
 entry:
 {fields}
+  %w1 = add i64 %workers, 1
+  %few = icmp slt i64 %outer, %w1
+  %pieces = select i1 %few, i64 %outer, i64 %w1
+  %none = icmp slt i64 %pieces, 1
+  %chunks = select i1 %none, i64 1, i64 %pieces
   store ptr %fn, ptr %fnp
   store ptr %args, ptr %argsp
   store i64 %outer, ptr %outerp
@@ -124,7 +130,6 @@ exit:
 ; kernels in order: descs holds (fn, first arg word, outer, split) per kernel; split ones go through tg_dispatch
 define void @tg_run_list(ptr %state, ptr %descs, ptr %args, i64 %n, i64 %workers) nounwind {{
 entry:
-  %w1 = add i64 %workers, 1
   br label %next
 next:
   %i = phi i64 [0, %entry], [%i1, %ran]
@@ -144,9 +149,7 @@ kernel:
   %threaded = icmp ne i64 %split, 0
   br i1 %threaded, label %dispatch, label %inline
 dispatch:
-  %few = icmp slt i64 %outer, %w1
-  %chunks = select i1 %few, i64 %outer, i64 %w1
-  call void @tg_dispatch(ptr %state, ptr %fn, ptr %a, i64 %outer, i64 %chunks, i64 %workers)
+  call void @tg_dispatch(ptr %state, ptr %fn, ptr %a, i64 %outer, i64 %workers)
   br label %ran
 inline:
   call void %fn(ptr %a, i64 0, i64 %outer)
@@ -187,34 +190,32 @@ class Workers:
         if libc.pthread_create(ctypes.byref(ctypes.c_ulong()), None, worker, self.state + (WORKER_ARGS + 2 * i) * 8) != 0: break
         self.n += 1
     finally: signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    self._dispatch = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)(dispatch)
-    self._run_list = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(run_list)
+    # both: (state, function or descriptors, int64 args, outer or number of kernels, workers)
+    self._dispatch, self._run_list = (ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 3, ctypes.c_int64, ctypes.c_int64)(f) for f in (dispatch, run_list))
     self._lock, self.pid = threading.Lock(), os.getpid()
 
   def set_spin(self, yields: int) -> None:
     """How many times a worker yields after a job before parking (tests use 0: every job wakes a parked worker)."""
     self.words[SPIN] = yields
 
-  def _usable(self) -> bool:
-    """Take the workers for one call: not while another thread has them, and never in a forked child (whose copy of
-    this object has no threads behind it: a TinyJit recording made before the fork still holds it)."""
-    return self.pid == os.getpid() and self._lock.acquire(blocking=False)
-
-  def run(self, chunks_fn: int, args: list[int], outer: int) -> bool:
-    """chunks_fn(args, lo, hi) over [0, outer) split across the workers and the caller; False (nothing run) when
-    another thread is using the workers, so the caller runs the kernel itself."""
-    if not self._usable(): return False
-    try: self._dispatch(self.state, chunks_fn, (ctypes.c_int64 * len(args))(*args), outer, max(1, min(self.n + 1, outer)), self.n)
+  def _call(self, native, what, args: list[int], count: int) -> bool:
+    """native(state, what, args as int64s, count, workers), holding the workers; False (nothing run) while another
+    thread has them, and always in a forked child (whose copy of this object has no threads behind it: a TinyJit
+    recording made before the fork still holds it)."""
+    if self.pid != os.getpid() or not self._lock.acquire(blocking=False): return False
+    try: native(self.state, what, (ctypes.c_int64 * len(args))(*args), count, self.n)
     finally: self._lock.release()
     return True
+
+  def run(self, chunks_fn: int, args: list[int], outer: int) -> bool:
+    """chunks_fn(args, lo, hi) over [0, outer) split across the workers and the caller; False when the caller must
+    run the kernel itself."""
+    return self._call(self._dispatch, chunks_fn, args, outer)
 
   def run_list(self, descs: ctypes.Array, args: list[int]) -> bool:
     """Kernels in order in one call: descs holds (chunks entry, first word in args, outer, split 0/1) per kernel;
-    False (nothing run) when another thread is using the workers."""
-    if not self._usable(): return False
-    try: self._run_list(self.state, descs, (ctypes.c_int64 * len(args))(*args), len(descs) // 4, self.n)
-    finally: self._lock.release()
-    return True
+    False when nothing ran."""
+    return self._call(self._run_list, descs, args, len(descs) // 4)
 
 _workers: Workers | None = None
 _workers_lock = threading.Lock()
