@@ -42,6 +42,12 @@ _SIGNATURES: dict[str, tuple[list, object]] = {
   "LLVMPY_GetFunctionAddress": ([_P, _S], c_uint64),
 }
 
+# The two calls that take milliseconds (the O3 pipeline, code generation) release the GIL, so kernels compile on the
+# pool while the main thread generates the next one (test_optimisation_and_codegen_release_the_gil); every other call
+# holds it (PyDLL): a thread that released the GIL waits for it again when the call returns, up to the switch interval
+# while the main thread runs Python, and a compile and load made ~25 calls (bench/compile_ab.py, runtime.cpu._SWITCH).
+_RELEASE_GIL = {"LLVMPY_RunNewModulePassManager", "LLVMPY_TargetMachineEmitToMemory"}
+
 class LLVMError(RuntimeError): pass
 
 def library_path() -> str:
@@ -55,9 +61,9 @@ def library_path() -> str:
 class _Lib:
   def __init__(self):
     self.path = library_path()
-    cdll = ctypes.CDLL(self.path)
+    cdll, pydll = ctypes.CDLL(self.path), ctypes.PyDLL(self.path)
     for name, (argtypes, restype) in _SIGNATURES.items():
-      fn = getattr(cdll, name)
+      fn = getattr(cdll if name in _RELEASE_GIL else pydll, name)
       fn.argtypes, fn.restype = argtypes, restype
       setattr(self, name[7:], fn)  # LLVMPY_ParseAssembly -> self.ParseAssembly
     self.InitializeNativeTarget()
