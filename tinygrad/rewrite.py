@@ -1,7 +1,7 @@
 """The one rewrite engine: UPat patterns, a PatternMatcher bucketed by op, graph_rewrite to a fixed point."""
 from __future__ import annotations
 import itertools, sys
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 from tinygrad.uop import UOp, Ops
 from tinygrad.dtype import DType
 from tinygrad.helpers import DEBUG
@@ -24,26 +24,27 @@ class UPat:
   def const(val: Any, dtype=None) -> UPat: return UPat(Ops.CONST, dtype=dtype, arg=val)
   def __repr__(self): return f"UPat({self.ops}, name={self.name!r})"
 
-  def match(self, u: UOp, store: dict[str, UOp]) -> Iterator[dict[str, UOp]]:
-    if self.ops is not None and u.op not in self.ops: return
-    if self.dtypes is not None and u.dtype not in self.dtypes and u.dtype.scalar not in self.dtypes: return
-    if self.arg is not None and not (u.arg == self.arg and type(u.arg) is type(self.arg)): return
+  def match(self, u: UOp, store: dict[str, UOp]) -> list[dict[str, UOp]]:
+    """Every way u matches, each the bindings of the names so far plus this pattern's. A list, not a generator: few
+    patterns match more than one way, and building lists is ~2x faster in CPython (codegen is half matching)."""
+    if self.ops is not None and u.op not in self.ops: return []
+    if self.dtypes is not None and u.dtype not in self.dtypes and u.dtype.scalar not in self.dtypes: return []
+    if self.arg is not None and not (u.arg == self.arg and type(u.arg) is type(self.arg)): return []
     if self.name is not None:
       if (prev := store.get(self.name)) is not None:
-        if prev is not u: return
+        if prev is not u: return []
       else: store = {**store, self.name: u}
-    if self.src is None: yield store; return
-    if isinstance(self.src, UPat):  # every source matches the same pattern
-      yield from _match_all(((self.src, s) for s in u.src), store); return
-    if len(self.src) != len(u.src): return
-    orders = itertools.permutations(self.src) if isinstance(self.src, list) else (self.src,)
-    for pats in orders: yield from _match_all(zip(pats, u.src), store)
+    if self.src is None: return [store]
+    if isinstance(self.src, UPat): return _match_all([self.src] * len(u.src), u.src, store)  # every source, one pattern
+    if len(self.src) != len(u.src): return []
+    if isinstance(self.src, tuple): return _match_all(self.src, u.src, store)
+    return [st for pats in itertools.permutations(self.src) for st in _match_all(pats, u.src, store)]
 
-def _match_all(pairs, store: dict[str, UOp]) -> Iterator[dict[str, UOp]]:
-  pairs = list(pairs)
-  if not pairs: yield store; return
-  (p, s), rest = pairs[0], pairs[1:]
-  for st in p.match(s, store): yield from _match_all(rest, st)
+def _match_all(pats, srcs: tuple[UOp, ...], store: dict[str, UOp]) -> list[dict[str, UOp]]:
+  stores = [store]
+  for p, s in zip(pats, srcs):
+    if not (stores := [st for prev in stores for st in p.match(s, prev)]): break
+  return stores
 
 class PatternMatcher:
   """An ordered list of (UPat, fn) rules, bucketed by the pattern's op so only candidate rules are tried."""
@@ -75,7 +76,7 @@ def graph_rewrite(sink: UOp, pm: PatternMatcher, ctx: Any = None, name: str | No
   memo: dict[UOp, UOp] = {}
   def rw(u: UOp) -> UOp:
     if (r := memo.get(u)) is not None: return r
-    nsrc = tuple(rw(s) for s in u.src)
+    nsrc = tuple([rw(s) for s in u.src])
     x = u if nsrc == u.src else u.replace(src=nsrc)
     if x is not u and (r := memo.get(x)) is not None:
       memo[u] = r
