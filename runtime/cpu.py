@@ -127,24 +127,27 @@ class Pending:
 
 class ThreadPool:
   """Persistent workers on one queue of jobs: kernels compiling in the background while the caller generates the next
-  one, and the chunks of a threaded kernel where runtime.workers has no native threads (not Linux x86-64/ARM64)."""
+  one, and the chunks of a threaded kernel where runtime.workers has no native threads (not Linux x86-64/ARM64).
+  Jobs run in the order submitted, except that `later` ones wait until no other job is queued."""
   def __init__(self, n: int):
-    import queue  # only threaded kernels and compiles need it (fresh-process start)
-    self.jobs: queue.SimpleQueue = queue.SimpleQueue()
-    self._empty = queue.Empty
+    import itertools, queue  # only threaded kernels and compiles need them (fresh-process start)
+    self.jobs: queue.PriorityQueue = queue.PriorityQueue()
+    self._empty, self._order = queue.Empty, itertools.count()
     for _ in range(n): threading.Thread(target=self._worker, daemon=True).start()
-  def submit(self, fn, *args) -> Pending:
+  def submit(self, fn, *args, later: bool = False) -> Pending:
     p = Pending(self)
-    self.jobs.put((fn, args, p))
+    self.jobs.put((later, next(self._order), fn, args, p))
     return p
   def run_one(self) -> bool:
     """Run a queued job on the calling thread; False when none is queued."""
-    try: fn, args, p = self.jobs.get_nowait()
+    try: _, _, fn, args, p = self.jobs.get_nowait()
     except self._empty: return False
     self._do(fn, args, p)
     return True
   def _worker(self) -> None:
-    while True: self._do(*self.jobs.get())
+    while True:
+      _, _, fn, args, p = self.jobs.get()
+      self._do(fn, args, p)
   @staticmethod
   def _do(fn, args, p: Pending) -> None:
     try: value, error = fn(*args), None
@@ -191,6 +194,7 @@ class CPUDevice:
     self._compiler: LLVMCompiler | None = None
     self.threads = int(os.environ.get("THREADS", "0")) or os.cpu_count() or 1
     self._pool: ThreadPool | None = None
+    llvm.preload()  # a device is made for the first tensor: LLVM loads while its graph is built
   @property
   def pool(self) -> ThreadPool:
     if self._pool is None: self._pool = ThreadPool(self.threads - 1)  # the caller is one more (THREADS=1: it does all)
@@ -212,7 +216,8 @@ class CPUDevice:
       finally: _SWITCH.leave()
     _SWITCH.enter()
     pending = self.pool.submit(job)
-    if threaded and self.threads > 1: self.pool.submit(start_workers, compiler, self.threads - 1)  # beside the first such compile
+    # the workers' own module compiles beside the kernels, after them: the first matmul's kernel was queued behind it
+    if threaded and self.threads > 1: self.pool.submit(start_workers, compiler, self.threads - 1, later=True)
     return pending
   def splits(self, outer: int, work: int, threaded: bool) -> bool:
     """Does a kernel with these launch arguments run split over threads (else inline on the caller)?"""

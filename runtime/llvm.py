@@ -91,6 +91,20 @@ def lib() -> _Lib:
     if _lib is None: _lib = _Lib()
   return _lib
 
+def preload() -> None:
+  """Load libllvmlite on a background thread (finding and opening it is ~15 ms, most of it in dlopen, which releases
+  the GIL) while the caller builds its first graph; lib() waits for it. A failure is left for lib() to raise."""
+  def load():
+    try: lib()
+    except Exception: pass  # the caller's own lib() raises it, with its message
+  if _lib is None: threading.Thread(target=load, name="llvm-preload", daemon=True).start()
+
+def _forget_lock() -> None:
+  global _lib_lock
+  _lib_lock = threading.Lock()  # a fork during preload() leaves the child a lock that no thread of its own holds
+
+os.register_at_fork(after_in_child=_forget_lock)
+
 def host() -> tuple[str, str, str]:
   """(target triple, CPU name, CPU feature string) of this machine."""
   L = lib()

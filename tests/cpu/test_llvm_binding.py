@@ -99,6 +99,39 @@ def test_switch_interval_is_short_while_kernels_compile_and_restored_after():
     assert prog.fn is not None and sys.getswitchinterval() == pytest.approx(0.003)
   finally: sys.setswitchinterval(saved)
 
+def test_later_jobs_wait_until_no_other_job_is_queued():
+  # the workers' module is submitted beside the first threaded kernel, but must not delay the kernels' compiles
+  pool, order = ThreadPool(0), []
+  late = pool.submit(order.append, "workers", later=True)
+  first, second = pool.submit(order.append, "kernel 1"), pool.submit(order.append, "kernel 2")
+  late.get()
+  assert order == ["kernel 1", "kernel 2", "workers"] and first.get() is None and second.get() is None
+
+def test_libllvmlite_loads_in_the_background_once_a_cpu_device_exists():
+  prog = """
+import time
+from runtime import llvm
+from tinygrad.device import Device
+assert llvm._lib is None
+Device["CPU"]
+for _ in range(1000):
+  if llvm._lib is not None: break
+  time.sleep(0.01)
+print(llvm._lib is not None and llvm.lib() is llvm._lib)
+"""
+  p = subprocess.run([sys.executable, "-c", prog], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+  assert p.returncode == 0 and p.stdout.strip() == "True", p.stderr
+
+def test_a_failed_preload_is_reported_by_the_first_real_use(monkeypatch, capsys):
+  def missing(): raise ImportError("the CPU backend needs llvmlite (pip install llvmlite): it was not found")
+  monkeypatch.setattr(llvm, "_lib", None)
+  monkeypatch.setattr(llvm, "library_path", missing)
+  llvm.preload()
+  for t in threading.enumerate():
+    if t.name == "llvm-preload": t.join(10)
+  assert "Traceback" not in capsys.readouterr().err  # the background thread stays quiet
+  with pytest.raises(ImportError, match="pip install llvmlite"): llvm.lib()
+
 def test_pending_get_runs_queued_jobs_itself():
   """A thread waiting on a result works through the queue: with the only worker blocked by a job that waits for a
   later job, get() on that later job must run it on the caller (otherwise this deadlocks)."""
