@@ -195,11 +195,21 @@ def choose_upcasts(sink: UOp, vec_range: UOp | None) -> list[tuple[UOp, int]]:
   reds = [u for u in sink.toposort() if u.op is Ops.REDUCE and prod(r.arg.end for r in u.src[1:] if r.op is Ops.RANGE) >= 16]
   if not reds: return []
   loads = [ld for red in reds for ld in red.src[0].toposort() if ld.op is Ops.LOAD]
+  # a matmul vectorised along its columns (broadcast-FMA) over one reduce loop of 256+ takes 8 rows: 16 accumulators, 8
+  # broadcasts and 2 vector loads per 16 FMAs (matmul 512/1024/2048 146-161/181-190/174-182 -> 182-204/189-193/192-199
+  # GFLOP/s). 4 rows stay for a convolution's window (3 reduce loops, unrolled by LLVM: 8 spilled, conv2d 140-146 ->
+  # 97), a kernel vectorised along its reduce (x @ W.T, 4 x 4 dot products: the MLP's forward matmuls 0.97/0.68 ->
+  # 1.57/0.92 ms with 8) and a short reduce (the MLP's weight gradients over a batch of 128: 1.40/1.00 -> 1.51/1.19 ms).
+  # test_matmul_tile_is_8_rows_and_conv_tile_4
+  def one_long_loop(red: UOp) -> bool:
+    ends = [s.arg.end for s in red.src[1:] if s.op is Ops.RANGE]
+    return len(ends) == 1 and isinstance(ends[0], int) and ends[0] >= 256
+  rows = (8, 4, 2) if vec_range is not None and vec_range.arg.kind == "global" and all(one_long_loop(red) for red in reds) else (4, 2)
   out = []
   for r in reversed(_ranges(sink, "global")):
     if len(out) == 2: break
     if not any(r not in ld.src[1].ranges for ld in loads): continue  # nothing to share between the copies
-    if (f := next((f for f in ((2,) if r is vec_range else (4, 2)) if r.arg.end % f == 0), None)) is not None: out.append((r, f))
+    if (f := next((f for f in ((2,) if r is vec_range else rows) if r.arg.end % f == 0), None)) is not None: out.append((r, f))
   # a column sum (every load moves with the vector loop): nothing is shared, but 4 accumulators side by side read 4
   # vectors of each row at once instead of one latency-bound chain per vector. test_column_sum_keeps_four_accumulators
   if not out and vec_range is not None and vec_range.arg.end % 4 == 0: out.append((vec_range, 4))

@@ -214,6 +214,27 @@ def test_column_sum_keeps_four_accumulators(capsys):
   assert "r_512_128: vector=('global', 16)" in ir and "%acc3 = alloca <16 x float>" in ir and "%acc4" not in ir
   np.testing.assert_array_equal(s.numpy(), a.sum(0))
 
+def test_matmul_tile_is_8_rows_and_conv_tile_4(capsys):
+  # codegen/opt.py choose_upcasts: a broadcast-FMA matmul over a reduce of 256+ unrolls 8 rows (8 x 2 vectors = 16
+  # accumulators); a shorter reduce and a convolution (3 reduce loops, its window unrolled by LLVM) keep 4 rows (8)
+  rng = np.random.default_rng(2)
+  a, b = rng.standard_normal((64, 256)).astype(np.float32), rng.standard_normal((256, 64)).astype(np.float32)
+  x, w = rng.standard_normal((2, 8, 56, 56)).astype(np.float32), rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+  with Context(DEBUG=4):
+    mm, short = (t(a) @ t(b)).realize(), (t(a[:, :128]) @ t(b[:128])).realize()
+    conv = t(x).conv2d(t(w), padding=1).realize()
+  ir = capsys.readouterr().out
+  def kernel(name: str) -> str: return ir.split(f"// {name}\n")[1].split("\n// ")[0]
+  assert "%acc15 = alloca" in kernel("r_64_64_256") and "%acc16" not in kernel("r_64_64_256")
+  for name in ("r_64_64_128", "r_2_16_56_56_8_3_3"): assert "%acc7 = alloca" in kernel(name) and "%acc8" not in kernel(name)
+  np.testing.assert_allclose(mm.numpy(), a @ b, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(short.numpy(), a[:, :128] @ b[:128], rtol=1e-4, atol=1e-4)
+  ref = np.zeros((2, 16, 56, 56))
+  xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+  for i in range(3):
+    for j in range(3): ref += np.einsum("nchw,oc->nohw", xp[:, :, i:i + 56, j:j + 56], w[:, :, i, j])
+  np.testing.assert_allclose(conv.numpy(), ref, rtol=1e-4, atol=1e-4)
+
 @examples(20)
 @given(rows=SIZES, cols=SIZES, data=st.data())
 def test_column_sums_of_odd_shapes_match_numpy(rows, cols, data):
