@@ -1,7 +1,7 @@
 """DType, the dtypes namespace and tinygrad's promotion lattice (Python scalars are weak)."""
 from __future__ import annotations
 import functools, math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 ConstType = Union[float, int, bool]
@@ -14,10 +14,11 @@ class DType:
   name: str
   fmt: str | None    # struct/numpy format character; None for bfloat16
   count: int = 1     # vector lanes (kernel-level only; Tensors are always scalar dtypes)
+  scalar: DType = field(init=False, repr=False)  # the element type: self, or the scalar of a vector
+  def __post_init__(self):  # stored, not a property: dtypes.is_int and friends ask for it on every constant built
+    object.__setattr__(self, "scalar", self if self.count == 1 else DTYPES_BY_NAME[self.name])
   def __repr__(self): return f"dtypes.{self.name}" if self.count == 1 else f"dtypes.{self.name}.vec({self.count})"
   def __lt__(self, o: DType): return (self.priority, self.itemsize, self.name, self.count) < (o.priority, o.itemsize, o.name, o.count)
-  @property
-  def scalar(self) -> DType: return DTYPES_BY_NAME[self.name] if self.count > 1 else self
   def vec(self, n: int) -> DType: return self if n == 1 else _vec(self, n)
   @property
   def bitsize(self) -> int: return self.itemsize * 8
@@ -51,13 +52,13 @@ class dtypes:
   index = int64  # dtype of loop variables and index arithmetic inside kernels
 
   @staticmethod
-  def is_float(x: DType) -> bool: return x.scalar in FLOATS
+  def is_float(x: DType) -> bool: return x.scalar in _FLOAT_SET
   @staticmethod
-  def is_int(x: DType) -> bool: return x.scalar in INTS
+  def is_int(x: DType) -> bool: return x.scalar in _INT_SET
   @staticmethod
-  def is_unsigned(x: DType) -> bool: return x.scalar in UINTS
+  def is_unsigned(x: DType) -> bool: return x.scalar in _UINT_SET
   @staticmethod
-  def is_bool(x: DType) -> bool: return x.scalar == dtypes.bool
+  def is_bool(x: DType) -> bool: return x.scalar is dtypes.bool
   @staticmethod
   def from_py(x) -> DType:
     if isinstance(x, bool): return dtypes.bool
@@ -98,6 +99,7 @@ UINTS = (dtypes.uint8, dtypes.uint16, dtypes.uint32, dtypes.uint64)
 SINTS = (dtypes.int8, dtypes.int16, dtypes.int32, dtypes.int64)
 INTS = UINTS + SINTS
 FLOATS = (dtypes.float16, dtypes.bfloat16, dtypes.float32, dtypes.float64)
+_INT_SET, _UINT_SET, _FLOAT_SET = frozenset(INTS), frozenset(UINTS), frozenset(FLOATS)  # hashed by identity
 ALL_DTYPES = (dtypes.bool,) + SINTS + UINTS + FLOATS
 DTYPES_BY_NAME = {d.name: d for d in ALL_DTYPES}
 def _interned(name: str, count: int) -> DType: return (dtypes.void if name == "void" else DTYPES_BY_NAME[name]).vec(count)
