@@ -196,7 +196,7 @@ def choose_upcasts(sink: UOp, vec_range: UOp | None) -> list[tuple[UOp, int]]:
   if not reds: return []
   loads = [ld for red in reds for ld in red.src[0].toposort() if ld.op is Ops.LOAD]
   # a matmul vectorised along its columns (broadcast-FMA) over one reduce loop of 256+ takes 8 rows: 16 accumulators, 8
-  # broadcasts and 2 vector loads per 16 FMAs (matmul 512/1024/2048 146-161/181-190/174-182 -> 182-204/189-193/192-199
+  # broadcasts and 2 vector loads per 16 FMAs (matmul 512/1024/2048 146-161/181-190/174-182 -> 164-208/186-203/192-202
   # GFLOP/s). 4 copies stay for a convolution's window (3 reduce loops, unrolled by LLVM: 8 spilled, conv2d 140-146 ->
   # 97), a kernel vectorised along its reduce (x @ W.T, 4 x 4 dot products: the MLP's forward matmuls 0.97/0.68 ->
   # 1.57/0.92 ms with 8) and a short reduce (the MLP's weight gradients over a batch of 128: 1.40/1.00 -> 1.51/1.19 ms).
