@@ -122,6 +122,22 @@ print(llvm._lib is not None and llvm.lib() is llvm._lib)
   p = subprocess.run([sys.executable, "-c", prog], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
   assert p.returncode == 0 and p.stdout.strip() == "True", p.stderr
 
+def test_a_fork_right_after_the_first_tensor_compiles_in_both_processes():
+  # the fork lands while the preload thread may still be loading LLVM (holding runtime.llvm's lock): the child gets a
+  # fresh lock and loads its own; neither process hangs
+  prog = """
+import os
+from tinygrad import Tensor
+x = Tensor([1., 2., 3.])
+pid = os.fork()
+if pid == 0: os._exit(0 if (x + 1).numpy().tolist() == [2., 3., 4.] else 3)
+_, st = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(st), (x * 2).numpy().tolist())
+"""
+  for _ in range(3):
+    p = subprocess.run([sys.executable, "-c", prog], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "0 [2.0, 4.0, 6.0]", (p.stdout, p.stderr)
+
 def test_a_failed_preload_is_reported_by_the_first_real_use(monkeypatch, capsys):
   def missing(): raise ImportError("the CPU backend needs llvmlite (pip install llvmlite): it was not found")
   monkeypatch.setattr(llvm, "_lib", None)
