@@ -26,6 +26,10 @@ exit:
 }
 """
 
+def fresh_python(prog: str, **env: str) -> subprocess.CompletedProcess:
+  """prog run by a new interpreter that imports the library from this checkout, with extra environment variables."""
+  return subprocess.run([sys.executable, "-c", prog], env={**os.environ, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True, timeout=120)
+
 def test_host_description_and_version():
   triple, cpu, features = llvm.host()
   assert triple and cpu and "+" in features, (triple, cpu, features)
@@ -119,12 +123,13 @@ for _ in range(1000):
   time.sleep(0.01)
 print(llvm._lib is not None and llvm.lib() is llvm._lib)
 """
-  p = subprocess.run([sys.executable, "-c", prog], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+  p = fresh_python(prog)
   assert p.returncode == 0 and p.stdout.strip() == "True", p.stderr
 
 def test_a_fork_right_after_the_first_tensor_compiles_in_both_processes():
   # the fork lands while the preload thread may still be loading LLVM (holding runtime.llvm's lock): the child gets a
   # fresh lock and loads its own; neither process hangs
+  if not hasattr(os, "fork"): pytest.skip("no os.fork on this platform")
   prog = """
 import os
 from tinygrad import Tensor
@@ -135,7 +140,7 @@ _, st = os.waitpid(pid, 0)
 print(os.waitstatus_to_exitcode(st), (x * 2).numpy().tolist())
 """
   for _ in range(3):
-    p = subprocess.run([sys.executable, "-c", prog], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    p = fresh_python(prog)
     assert p.returncode == 0 and p.stdout.strip() == "0 [2.0, 4.0, 6.0]", (p.stdout, p.stderr)
 
 def test_a_failed_preload_is_reported_by_the_first_real_use(monkeypatch, capsys):
@@ -184,8 +189,7 @@ out = [(a.exp() + 1).sum(1).numpy().tolist(), (a @ a.T).max().item(), a.softmax(
 c = Device["CPU"].compiler
 print(json.dumps({"out": out, "compiles": c.llvm_compiles, "llvmlite": sorted(m for m in sys.modules if m.startswith("llvmlite"))}))
 """
-  env = {**os.environ, "PYTHONPATH": str(ROOT), "CACHEDB": str(tmp_path)}
-  p = subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True, text=True, timeout=120)
+  p = fresh_python(prog, CACHEDB=str(tmp_path))
   assert p.returncode == 0, p.stderr
   res = json.loads(p.stdout.strip().splitlines()[-1])
   a = np.arange(12, dtype=np.float64).reshape(3, 4)
@@ -216,7 +220,7 @@ if pid == 0:
 _, status = os.waitpid(pid, 0)
 print("child exit", os.waitstatus_to_exitcode(status))
 """
-  p = subprocess.run([sys.executable, "-c", prog], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+  p = fresh_python(prog)
   assert p.returncode == 0 and "child exit 0" in p.stdout, p.stdout + p.stderr
 
 def test_failed_compile_is_not_cached(monkeypatch):
