@@ -1,4 +1,4 @@
-"""The CPU device: memory, an in-process LLVM compiler (libllvmlite through runtime.llvm, O3, host CPU features),
+"""The CPU device: memory, an in-process LLVM compiler (libllvmlite through runtime.llvm, host CPU features),
 ctypes calls, a thread pool that compiles kernels in the background, and runtime.workers' native threads that split a
 threaded kernel's outermost loop.
 Knows nothing of UOps: it is handed LLVM IR text and raw buffers."""
@@ -66,11 +66,12 @@ class CPUBuffer:
   def copyout(self, dst_ptr: int, nbytes: int) -> None: ctypes.memmove(dst_ptr, self.ptr, nbytes)
 
 class LLVMCompiler:
-  """LLVM IR text -> object code for the host CPU (O3, host features); object code is cached on disk by source hash
-  and target. Thread-safe: every thread compiles with its own TargetMachine and LLVMContext."""
+  """LLVM IR text -> object code for the host CPU (llvm.KERNEL_PASSES, code generation at O3, host features); object
+  code is cached on disk by source hash and target. Thread-safe: every thread compiles with its own TargetMachine and
+  LLVMContext."""
   def __init__(self):
     self.triple, self.cpu, self.features = llvm.host()
-    self.target_id = f"{self.triple}|{self.cpu}|{self.features}|LLVM {llvm.lib().version}|O3"
+    self.target_id = f"{self.triple}|{self.cpu}|{self.features}|LLVM {llvm.lib().version}|{','.join(llvm.KERNEL_PASSES)}|O3"
     self.vector_bits = 512 if "+avx512f" in self.features else 256 if "+avx" in self.features else 128
     self.llvm_compiles = self.disk_hits = 0
     self._count_lock, self._local = threading.Lock(), threading.local()

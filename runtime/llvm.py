@@ -40,9 +40,20 @@ _SIGNATURES: dict[str, tuple[list, object]] = {
   "LLVMPY_MCJITAddObjectFile": ([_P, _P], None),
   "LLVMPY_FinalizeObject": ([_P], None),
   "LLVMPY_GetFunctionAddress": ([_P, _S], c_uint64),
+  "LLVMPY_CreateNewModulePassManager": ([], _P),
+  "LLVMPY_module_AddSROAPass": ([_P], None),
+  "LLVMPY_module_AddInstCombinePass": ([_P], None),
+  "LLVMPY_module_AddSimplifyCFGPass": ([_P], None),
 }
 
-# The two calls that take milliseconds (the O3 pipeline, code generation) release the GIL, so kernels compile on the
+# The passes a kernel's IR goes through before code generation (which runs at its O3 level). Codegen hands LLVM loops
+# already vectorised, register-tiled and unrolled where that pays (codegen/llvmir.py), every value computed in the
+# outermost loop it depends on; of LLVM's O3 pipeline only these three still change the machine code: SROA (the
+# accumulators, allocas, into registers), InstCombine and SimplifyCFG. The 24 kernels of an MLP Adam step compile in
+# ~190 ms instead of ~480, and run as fast (docs/performance.md, session 8).
+KERNEL_PASSES = ("SROA", "InstCombine", "SimplifyCFG")
+
+# The two calls that take milliseconds (the optimisation passes, code generation) release the GIL, so kernels compile on the
 # pool while the main thread generates the next one (test_optimisation_and_codegen_release_the_gil); every other call
 # holds it (PyDLL): a thread that released the GIL waits for it again when the call returns, up to the switch interval
 # while the main thread runs Python, and a compile and load made ~25 calls (bench/compile_ab.py, runtime.cpu._SWITCH).
@@ -112,8 +123,9 @@ def host() -> tuple[str, str, str]:
 
 class TargetMachine:
   """A TargetMachine with its own LLVMContext: one per thread that compiles (neither may be shared across threads)."""
-  def __init__(self, triple: str, cpu: str, features: str, opt: int = 3):
-    self.L, self.opt = lib(), opt
+  def __init__(self, triple: str, cpu: str, features: str, opt: int = 3, passes: tuple[str, ...] | None = KERNEL_PASSES):
+    """opt: the code generator's level, and the level of LLVM's default pipeline that runs where passes is None."""
+    self.L, self.opt, self.passes = lib(), opt, passes
     self.args = (triple, cpu, features)
     self.ptr = self._new_target_machine()
     self.context = self.L.ContextCreate()
@@ -137,7 +149,10 @@ class TargetMachine:
     L.take_string(err)
     pto = L.CreatePipelineTuningOptions()
     pb = L.CreatePassBuilder(self.ptr, pto)
-    mpm = L.buildPerModuleDefaultPipeline(pb, self.opt)
+    if self.passes is None: mpm = L.buildPerModuleDefaultPipeline(pb, self.opt)
+    else:
+      mpm = L.CreateNewModulePassManager()
+      for name in self.passes: getattr(L, f"module_Add{name}Pass")(mpm)
     L.RunNewModulePassManager(mpm, mod, pb)
     L.DisposeNewModulePassManger(mpm)
     L.DisposePassBuilder(pb)

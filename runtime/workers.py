@@ -167,7 +167,7 @@ class Workers:
   def __init__(self, compiler: LLVMCompiler, n: int):
     libc = ctypes.CDLL(None)
     # O0: loops around system calls gain nothing from optimisation, and O0 compiles in ~3 ms against ~16 at O3
-    tm = llvm.TargetMachine(compiler.triple, compiler.cpu, compiler.features, opt=0)
+    tm = llvm.TargetMachine(compiler.triple, compiler.cpu, compiler.features, opt=0, passes=None)
     (worker, dispatch, run_list), self._keep = tm.load(tm.emit(module_text(os.uname().machine)), ("tg_worker", "tg_dispatch", "tg_run_list"))
     words = WORKER_ARGS + 2 * n
     # never freed: a worker may still be spinning on it while the interpreter shuts down

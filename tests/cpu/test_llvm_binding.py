@@ -53,6 +53,24 @@ def test_errors_carry_llvm_messages():
   with pytest.raises(llvm.LLVMError, match="verification error(.|\n)*does not dominate"): tm.emit(not_dominating)
   with pytest.raises(llvm.LLVMError, match="function nope not found"): tm.load(tm.emit(ADD_ONE), ("add_one", "nope"))
 
+def test_kernel_passes_compute_what_the_o3_pipeline_computes():
+  """Kernels go through llvm.KERNEL_PASSES instead of LLVM's O3 pipeline: built with O3's pipeline, the same kernels
+  (a matmul with odd tails, softmax, transcendentals, a 3x3 convolution) give the same bits."""
+  from types import SimpleNamespace
+  from runtime.cpu import CPUProgram
+  rng = np.random.default_rng(0)
+  a, b = Tensor(rng.standard_normal((37, 70), dtype=np.float32)), Tensor(rng.standard_normal((70, 19), dtype=np.float32))
+  x, w = Tensor(rng.standard_normal((2, 5, 11, 11), dtype=np.float32)), Tensor(rng.standard_normal((4, 5, 3, 3), dtype=np.float32))
+  dev, o3 = Device["CPU"], llvm.TargetMachine(*llvm.host(), passes=None)
+  for out in ((a @ b).relu(), a.softmax(-1), (a.exp() + a.abs().log() + a.sin()).sum(0), x.conv2d(w, padding=1)):
+    kernels = out.schedule_linear()
+    assert kernels
+    for ck, bufs in kernels:
+      dev.run(ck.program, [buf.ptr for buf in bufs], *ck.launch)
+      ours = bufs[0].numpy()
+      dev.run(CPUProgram(SimpleNamespace(tm=o3), ck.name, o3.emit(ck.src), len(bufs)), [buf.ptr for buf in bufs], *ck.launch)
+      np.testing.assert_array_equal(bufs[0].numpy(), ours, err_msg=ck.name)
+
 def test_threads_compile_at_once_and_agree():
   """Every thread has its own context and target machine: four threads compiling the same modules at the same time
   produce the object code one thread does (no global lock serialises them, so this would crash if they shared)."""

@@ -216,7 +216,7 @@ def test_column_sum_keeps_four_accumulators(capsys):
 
 def test_register_tiles_of_matmul_and_conv(capsys):
   # codegen/opt.py choose_upcasts: a broadcast-FMA matmul over a reduce of 256+ unrolls 8 rows (8 x 2 vectors = 16
-  # accumulators); a shorter reduce and a convolution (3 reduce loops, its window unrolled by LLVM) unroll 4 (8)
+  # accumulators); a shorter reduce and a convolution (3 reduce loops, its window unrolled) unroll 4 (8)
   rng = np.random.default_rng(2)
   a, b = rng.standard_normal((64, 256)).astype(np.float32), rng.standard_normal((256, 64)).astype(np.float32)
   x, w = rng.standard_normal((2, 8, 56, 56)).astype(np.float32), rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
@@ -227,9 +227,10 @@ def test_register_tiles_of_matmul_and_conv(capsys):
   def kernel(name: str) -> str: return ir.split(f"// {name}\n")[1].split("\n// ")[0]
   assert "%acc15 = alloca" in kernel("r_64_64_256") and "%acc16" not in kernel("r_64_64_256")
   for name in ("r_64_64_128", "r_2_16_56_56_8_3_3"): assert "%acc7 = alloca" in kernel(name) and "%acc8" not in kernel(name)
-  # the convolution unrolls 4 output channels and 2 vectors of its width: 2 input loads and 4 weights per 8 FMAs
+  # the convolution unrolls 4 output channels and 2 vectors of its width: 2 input loads and 4 weights per 8 FMAs, in
+  # each of the 9 copies of its unrolled 3x3 window
   conv_ir = kernel("r_2_16_56_56_8_3_3")
-  assert conv_ir.count("call <16 x float> @llvm.masked.load") == 2 and conv_ir.count("= load float") == 4
+  assert conv_ir.count("call <16 x float> @llvm.masked.load") == 2 * 9 and conv_ir.count("= load float") == 4 * 9
   np.testing.assert_allclose(mm.numpy(), a @ b, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(short.numpy(), a[:, :128] @ b[:128], rtol=1e-4, atol=1e-4)
   ref = np.zeros((2, 16, 56, 56))
@@ -237,6 +238,27 @@ def test_register_tiles_of_matmul_and_conv(capsys):
   for i in range(3):
     for j in range(3): ref += np.einsum("nchw,oc->nohw", xp[:, :, i:i + 56, j:j + 56], w[:, :, i, j])
   np.testing.assert_allclose(conv.numpy(), ref, rtol=1e-4, atol=1e-4)
+
+def test_reduce_loops_are_unrolled_in_the_ir(capsys):
+  # codegen/llvmir.py: a reduce loop of constant size is unrolled completely when its copies are short (a 3x3 window,
+  # both of its loops), an innermost one by 4 when it is long (a row sum: the loop steps by 4); a short loop around
+  # one that stays a loop stays a loop too (the copies would repeat its labels). Values as numpy's, bit for bit.
+  rng = np.random.default_rng(5)
+  x, w = rng.integers(-4, 5, (1, 16, 9, 9)).astype(np.float32), rng.integers(-4, 5, (2, 16, 3, 3)).astype(np.float32)
+  rows, deep = rng.integers(-4, 5, (4, 4096)).astype(np.float32), rng.integers(-4, 5, (4, 3, 4000)).astype(np.float32)
+  with Context(DEBUG=4):
+    conv = t(x).conv2d(t(w)).realize()
+    rsum, dsum = t(rows).sum(1).realize(), t(deep).sum((1, 2)).realize()
+  ir = capsys.readouterr().out
+  def loops(name: str) -> list[str]: return re.findall(r"^(loop\d+):", ir.split(f"// {name}\n")[1].split("\n// ")[0], re.M)
+  assert len(loops("r_2_7_7_16_3_3")) == 2, "the output rows and the 16 input channels; the 3x3 window unrolled"
+  row_loop = ir.split("// r_4_4096\n")[1]
+  assert len(loops("r_4_4096")) == 2 and re.search(r"%\w+ = add nuw nsw i64 %r\d+, 4\n", row_loop), "the row loop steps by 4"
+  assert len(loops("r_4_3_4000")) == 3, "the loop of 3 around the loop over 4000 stays a loop"
+  ref = sum(np.einsum("nchw,oc->nohw", x[:, :, i:i + 7, j:j + 7], w[:, :, i, j]) for i in range(3) for j in range(3))
+  np.testing.assert_array_equal(conv.numpy(), ref)
+  np.testing.assert_array_equal(rsum.numpy(), rows.sum(1))
+  np.testing.assert_array_equal(dsum.numpy(), deep.sum((1, 2)))
 
 @examples(20)
 @given(rows=SIZES, cols=SIZES, data=st.data())
