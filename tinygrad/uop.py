@@ -124,7 +124,7 @@ def arg_key(arg):
   return arg
 
 class UOp:
-  __slots__ = ("op", "dtype", "src", "arg", "_shape", "_vmin", "_vmax", "_ranges", "realized", "__weakref__")
+  __slots__ = ("op", "dtype", "src", "arg", "_shape", "_vmin", "_vmax", "_ranges", "_topo", "realized", "__weakref__")
   _cache: dict[tuple, _CacheRef] = {}  # (op, dtype, src, arg) -> weak reference; entries removed when the node dies
   op: Ops
   dtype: DType
@@ -136,7 +136,7 @@ class UOp:
     if (ref := UOp._cache.get(key)) is not None and (ret := ref()) is not None: return ret
     self = object.__new__(cls)
     self.op, self.dtype, self.src, self.arg = op, dtype, src, arg
-    self._shape = self._vmin = self._vmax = self._ranges = None
+    self._shape = self._vmin = self._vmax = self._ranges = self._topo = None
     self.realized: UOp | None = None  # the buffer view holding this node's value once computed (set by realize)
     ref = UOp._cache[key] = _CacheRef(self, _drop)
     ref.key = key
@@ -177,7 +177,9 @@ class UOp:
 
   # ---- graph walking
   def toposort(self) -> list[UOp]:
-    """All nodes reachable from self, every node after its sources."""
+    """All nodes reachable from self, every node after its sources. A node's sources never change, so the list is
+    kept on the node (callers must not modify it): codegen asks ~40 times per kernel, mostly of the same few nodes."""
+    if self._topo is not None: return self._topo
     # each stack entry holds an iterator over its node's sources: ~3x faster than pushing (node, done) pairs
     out, seen, stack = [], {self}, [(self, iter(self.src))]
     while stack:
@@ -190,6 +192,7 @@ class UOp:
       else:
         stack.pop()
         out.append(u)
+    self._topo = out
     return out
   def substitute(self, mapping: dict[UOp, UOp]) -> UOp:
     memo: dict[UOp, UOp] = dict(mapping)
