@@ -195,29 +195,34 @@ def choose_upcasts(sink: UOp, vec_range: UOp | None) -> list[tuple[UOp, int]]:
   reds = [u for u in sink.toposort() if u.op is Ops.REDUCE and prod(r.arg.end for r in u.src[1:] if r.op is Ops.RANGE) >= 16]
   if not reds: return []
   loads = [ld for red in reds for ld in red.src[0].toposort() if ld.op is Ops.LOAD]
-  # a matmul vectorised along its columns (broadcast-FMA) over one reduce loop of 256+ takes 8 rows: 16 accumulators, 8
-  # broadcasts and 2 vector loads per 16 FMAs (matmul 512/1024/2048 146-161/181-190/174-182 -> 164-208/186-203/192-202
-  # GFLOP/s). 4 copies stay for a convolution's window (3 reduce loops, unrolled by LLVM: 8 spilled, conv2d 140-146 ->
-  # 97), a kernel vectorised along its reduce (x @ W.T, 4 x 4 dot products: the MLP's forward matmuls 0.97/0.68 ->
-  # 1.57/0.92 ms with 8) and a short reduce (the MLP's weight gradients over a batch of 128: 1.40/1.00 -> 1.51/1.19 ms).
+  # a matmul vectorised along its columns (broadcast-FMA) over one reduce loop of 256+ takes 8 rows and 2 vectors: 16
+  # accumulators, 8 broadcasts and 2 vector loads per 16 FMAs (matmul 512/1024/2048 146-161/181-190/174-182 ->
+  # 164-208/186-203/192-202 GFLOP/s). A convolution (3 reduce loops) or a short reduce (the MLP's weight gradients over
+  # a batch of 128) vectorised along its output takes one vector and 8 copies of a loop that shares its vector loads
+  # (8 output channels: 1 input vector and 8 weight broadcasts per 8 FMAs): 8 x 2 spilled, and 4 x 2 measured slower
+  # (conv2d 32x32x56x56, 16x64x28x28, 1x1 and stride 2: 23.0/10.8/3.2/3.2 -> 20.8/10.0/2.9/2.9 ms; the MLP's 512x128x512
+  # gradient 0.36 -> 0.34 ms). Where no loop shares them (a depthwise convolution) it keeps 2 vectors x 4. A kernel
+  # vectorised along its reduce (x @ W.T, 4 x 4 dot products) keeps 4 copies of two loops (8: 0.97/0.68 -> 1.57/0.92 ms).
   # test_register_tiles_of_matmul_and_conv
   def one_long_loop(red: UOp) -> bool:
     ends = [s.arg.end for s in red.src[1:] if s.op is Ops.RANGE]
     return len(ends) == 1 and isinstance(ends[0], int) and ends[0] >= 256
-  rows = (8, 4, 2) if vec_range is not None and vec_range.arg.kind == "global" and all(one_long_loop(red) for red in reds) else (4, 2)
+  long_matmul = vec_range is not None and vec_range.arg.kind == "global" and all(one_long_loop(red) for red in reds)
+  rows = (8, 4, 2) if long_matmul else (4, 2)
   # the vector loop first, then the loops its vector loads do not move with (their copies share those loads), then the
-  # rest, innermost first. A convolution vectorised along its width thus unrolls output channels, not rows: 2 vector
-  # loads and 4 weight broadcasts per 8 FMAs instead of 8 loads and 1 broadcast (conv2d 143-147 -> 159-161 GFLOP/s)
+  # rest, innermost first. A convolution vectorised along its width thus unrolls output channels, not rows
   vec_loads = [ld for ld in loads if vec_range is not None and vec_range in ld.src[1].ranges]
   order = sorted(reversed(_ranges(sink, "global")), key=lambda r: (r is not vec_range, all(r in ld.src[1].ranges for ld in vec_loads)))
-  out = []
+  one_vector = not long_matmul and any(r is not vec_range and not all(r in ld.src[1].ranges for ld in vec_loads) for r in order)
+  out, skipped = [], 0
   for r in order:
-    if len(out) == 2: break
+    if len(out) + skipped == 2: break
     if not any(r not in ld.src[1].ranges for ld in loads): continue  # nothing to share between the copies
+    if r is vec_range and one_vector: skipped = 1; continue  # the rule below makes the next loop's copies 8
     if (f := next((f for f in ((2,) if r is vec_range else rows) if r.arg.end % f == 0), None)) is not None: out.append((r, f))
   # a column sum (every load moves with the vector loop): nothing is shared, but 4 accumulators side by side read 4
   # vectors of each row at once instead of one latency-bound chain per vector. test_column_sum_keeps_four_accumulators
-  if not out and vec_range is not None and vec_range.arg.end % 4 == 0: out.append((vec_range, 4))
+  if not out and not skipped and vec_range is not None and vec_range.arg.end % 4 == 0: out.append((vec_range, 4))
   # keep at least 8 accumulators in flight (FMA latency x throughput): when the vector loop could not be unrolled
   # (784 = 49 x 16 lanes), unroll the row loop 8x instead of 4x
   if prod(f for _, f in out) < 8 and out and out[-1][0] is not vec_range and out[-1][0].arg.end % 8 == 0: out[-1] = (out[-1][0], 8)
