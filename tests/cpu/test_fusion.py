@@ -147,6 +147,26 @@ def test_schedule_linear_lists_the_kernels_without_running_them():
   lin, var_vals = c.linear_with_vars()
   assert len(lin) == 1 and var_vals == {}
 
+def test_a_second_schedule_pass_lowers_only_what_changed(monkeypatch):
+  # s is inlined into two kernels, so the schedule realizes it and passes again (engine/schedule.py create_schedule);
+  # the kernels that read s are lowered again, the unrelated z is not (its lowering reads the same nodes)
+  import tinygrad.engine.schedule as schedule
+  lowered: list[tuple[str, ...]] = []
+  real_lower = schedule.lower
+  def counting(outs, *args):
+    lowered.append(tuple(str(o.shape) for o in outs))
+    return real_lower(outs, *args)
+  monkeypatch.setattr(schedule, "lower", counting)
+  x, w = rnd(8, 16), rnd(5)
+  s = x.sum(1)
+  a, b, z = x - s.reshape(8, 1), s * 2, w * 3
+  assert kernels(a, b, z) == 4
+  assert lowered.count(("(5,)",)) == 1 and lowered.count(("(8, 16)",)) == 2
+  xs = x.numpy().sum(1)
+  np.testing.assert_allclose(a.numpy(), x.numpy() - xs[:, None], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(b.numpy(), xs * 2, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(z.numpy(), w.numpy() * 3, rtol=1e-6)
+
 def test_view_chain_is_not_grouped():
   # each step reads the previous one at two other indices (flip, roll): grouping the chain into one kernel would
   # recompute it exponentially; every .contiguous() stays its own kernel

@@ -38,3 +38,16 @@ def test_ctx_is_passed_to_rules_that_ask_for_it():
   pm = PatternMatcher([(UPat(Ops.DEFINE_VAR, name="v"), lambda ctx, v: seen.append(ctx))])
   graph_rewrite(x, pm, ctx="hello")
   assert seen == ["hello"]
+
+def test_a_shared_memo_rewrites_each_node_once():
+  # codegen/lower.py simplifies index expressions built from one another with one memo: nodes rewritten by an earlier
+  # call are not matched again, and the results are those of separate calls
+  y, seen = UOp(Ops.DEFINE_VAR, dtypes.int32, (), ("y", 0, 100)), []
+  def rename(v):
+    seen.append(v)
+    return y
+  pm = PatternMatcher([(UPat(Ops.DEFINE_VAR, arg=("x", 0, 100), name="v"), rename)])
+  memo: dict = {}
+  assert graph_rewrite(x * 3, pm, memo=memo) is y * 3 and len(seen) == 1
+  assert graph_rewrite(x * 3 + 5, pm, memo=memo) is y * 3 + 5 and len(seen) == 1, "x was matched again"
+  assert graph_rewrite(x * 3 + 5, pm) is y * 3 + 5 and len(seen) == 2
