@@ -260,6 +260,23 @@ def test_reduce_loops_are_unrolled_in_the_ir(capsys):
   np.testing.assert_array_equal(rsum.numpy(), rows.sum(1))
   np.testing.assert_array_equal(dsum.numpy(), deep.sum((1, 2)))
 
+@examples(25)
+@given(name=st.sampled_from(["float32", "int32", "float16"]), rows=st.integers(1, 3), n=st.integers(33, 1100),
+       op=st.sampled_from(["sum", "max"]), data=st.data())
+def test_long_reduce_loops_unrolled_by_2_or_4_match_numpy(name, rows, n, op, data):
+  # codegen/llvmir.py: a reduce loop of n/lanes iterations (masked tail or not) is unrolled by 4 when that divides it,
+  # else by 2, else stays a plain loop; the copies accumulate in loop order, so small integers sum exactly
+  a = ints(data, (rows, n), name)
+  if op == "max": assert_exact(t(a).max(1), a.max(1), name)
+  else: assert_exact(t(a).sum(1), a.sum(1, dtype=np.int64), name)
+
+@examples(15)
+@given(m=SIZES, k=st.sampled_from([64, 96, 128, 130, 200]), n=SIZES, data=st.data())
+def test_short_reduce_tiles_of_a_transposed_matmul_match_numpy(m, k, n, data):
+  # x.T @ g over a batch of k (the MLP's weight gradient): one vector x 8 rows of output, odd rows and columns
+  x, g = ints(data, (k, m), "float32", -3, 3), ints(data, (k, n), "float32", -3, 3)
+  np.testing.assert_array_equal((t(x).T @ t(g)).numpy(), x.T @ g)
+
 @examples(20)
 @given(rows=SIZES, cols=SIZES, data=st.data())
 def test_column_sums_of_odd_shapes_match_numpy(rows, cols, data):
