@@ -57,7 +57,7 @@ class Lowerer:
     self.parent: dict[UOp, UOp | None] = {}     # loop nesting of RANGEs
     self.n_ranges = 0
     self.simplified: dict[UOp, UOp] = {} if simplified is None else simplified  # index expression -> simplified
-    self.costs: dict[UOp, int] = {}
+    self.costs: dict[UOp, bool] = {}
     self.inlined: set[UOp] = set()              # REDUCEs computed inside this kernel
 
   def simplify(self, idx: UOp) -> UOp:
@@ -102,10 +102,15 @@ class Lowerer:
     return UOp(Ops.LOAD, u.dtype, (buf, flat_index(idx, u.shape)))
 
   def eval(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
-    if self.is_realized(u): return self.load(u, idx)
-    if u.op in ELEMENTWISE and self.cost(u) >= RECOMPUTE_OPS and not self.once_per_iteration(idx) and not _is_onehot(u):
+    """u at idx: a load where u is realized (the memo keeps it too: a node is looked up far more often than built)."""
+    key = (u, idx)
+    if (ret := self.memo.get(key)) is not None: return ret
+    if self.is_realized(u): ret = self.load(u, idx)
+    elif u.op in ELEMENTWISE and self.costly(u) and not self.once_per_iteration(idx) and not _is_onehot(u):
       raise NeedsRealize(u)
-    return self.eval_src(u, idx)
+    else: ret = self._eval(u, idx)
+    self.memo[key] = ret
+    return ret
 
   def once_per_iteration(self, idx: tuple[UOp, ...]) -> bool:
     """True if a value at idx depends on every loop enclosing the innermost loop it uses: then it is computed once per
@@ -114,17 +119,18 @@ class Lowerer:
     deepest = max(deps, key=lambda r: len(self.chain(r)), default=None)
     return deps == frozenset(self.chain(deepest))
 
-  def cost(self, u: UOp) -> int:
-    """ALU ops inlining u costs per evaluation (up to realized inputs and reduces)."""
+  def costly(self, u: UOp) -> bool:
+    """Does inlining u cost RECOMPUTE_OPS or more ALU ops per evaluation (up to realized inputs and reduces)? The walk
+    stops at the threshold: counting whole graphs made lowering quadratic in a long elementwise chain."""
     if (c := self.costs.get(u)) is None:
-      seen, stack, c = set(), [u], 0
-      while stack:
+      seen, stack, n = set(), [u], 0
+      while stack and n < RECOMPUTE_OPS:
         x = stack.pop()
         if x in seen or self.is_realized(x) or x.op in (Ops.REDUCE, Ops.BUFFER, Ops.CONST): continue
         seen.add(x)
-        if x.op in ELEMENTWISE: c += 1
+        if x.op in ELEMENTWISE: n += 1
         stack.extend(x.src)
-      self.costs[u] = c
+      c = self.costs[u] = n >= RECOMPUTE_OPS
     return c
 
   def eval_src(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:

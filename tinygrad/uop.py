@@ -222,8 +222,8 @@ class UOp:
 
   # ---- building ALU nodes (used by index arithmetic, the simplifier and the gradient table)
   def alu(self, op: Ops, *src: UOp | ConstType) -> UOp:
-    srcs = (self,) + tuple(s if isinstance(s, UOp) else UOp.const(self.dtype.scalar, s) for s in src)  # scalars broadcast
-    n = max(s.dtype.count for s in srcs)
+    srcs = (self, *[s if type(s) is UOp else UOp.const(self.dtype.scalar, s) for s in src])  # scalars broadcast
+    n = max([s.dtype.count for s in srcs])
     out_dtype = dtypes.bool if op in COMPARISON else srcs[-1].dtype.scalar if op is Ops.WHERE else self.dtype.scalar
     out_dtype = out_dtype.vec(n) if n > 1 else out_dtype
     return UOp(op, out_dtype, srcs)
