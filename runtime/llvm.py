@@ -48,9 +48,9 @@ _SIGNATURES: dict[str, tuple[list, object]] = {
 
 # The passes a kernel's IR goes through before code generation (which runs at its O3 level). Codegen hands LLVM loops
 # already vectorised, register-tiled and unrolled where that pays (codegen/llvmir.py), every value computed in the
-# outermost loop it depends on; of LLVM's O3 pipeline only these three still change the machine code: SROA (the
+# outermost loop it depends on; of LLVM's O3 pipeline these three are what the kernels' speed needs: SROA (the
 # accumulators, allocas, into registers), InstCombine and SimplifyCFG. The 24 kernels of an MLP Adam step compile in
-# ~190 ms instead of ~480, and run as fast (docs/performance.md, session 8).
+# ~190 ms instead of ~480 and run as fast, within a few percent (docs/design.md "LLVM passes", where the exceptions are).
 KERNEL_PASSES = ("SROA", "InstCombine", "SimplifyCFG")
 
 # The two calls that take milliseconds (the optimisation passes, code generation) release the GIL, so kernels compile on the
