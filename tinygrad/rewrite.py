@@ -76,7 +76,6 @@ def graph_rewrite(sink: UOp, pm: PatternMatcher, ctx: Any = None, name: str | No
   """Rewrite bottom-up until no rule applies anywhere (a fixed point). `memo`, shared by calls with the same rules and
   no ctx, maps every node rewritten so far to its result: a later call does not visit those again (codegen/lower.py
   simplifies ~40k index expressions built from one another when lowering a small ResNet's training step)."""
-  shared = memo is not None
   if memo is None: memo = {}
   def rw(u: UOp) -> UOp:
     if (r := memo.get(u)) is not None: return r
@@ -90,6 +89,6 @@ def graph_rewrite(sink: UOp, pm: PatternMatcher, ctx: Any = None, name: str | No
     memo[u] = memo[x] = out
     return out
   ret = rw(sink)
-  if not shared: memo.clear()  # rw is a recursive closure (a reference cycle): drop the graph now, not at the next GC
+  rw = None  # a recursive closure refers to itself: break that cycle, so its memo goes now rather than at the next GC
   if DEBUG >= 7: print(f"after {name or pm.name}:\n{ret}")
   return ret

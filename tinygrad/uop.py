@@ -177,9 +177,11 @@ class UOp:
 
   # ---- graph walking
   def toposort(self) -> list[UOp]:
-    """All nodes reachable from self, every node after its sources. A node's sources never change, so the list is
-    kept on the node (callers must not modify it): codegen asks ~40 times per kernel, mostly of the same few nodes."""
-    if self._topo is not None: return self._topo
+    """All nodes reachable from self, every node after its sources. A node's sources never change, so the list is kept
+    on the node, without the node itself: codegen asks ~40 times per kernel, mostly of the same few nodes, and a list
+    holding its own node would be a reference cycle that keeps a graph's buffers until the cyclic GC runs.
+    test_a_dropped_graph_frees_its_buffers_without_the_gc"""
+    if self._topo is not None: return self._topo + [self]
     # each stack entry holds an iterator over its node's sources: ~3x faster than pushing (node, done) pairs
     out, seen, stack = [], {self}, [(self, iter(self.src))]
     while stack:
@@ -192,7 +194,7 @@ class UOp:
       else:
         stack.pop()
         out.append(u)
-    self._topo = out
+    self._topo = out[:-1]
     return out
   def substitute(self, mapping: dict[UOp, UOp]) -> UOp:
     memo: dict[UOp, UOp] = dict(mapping)

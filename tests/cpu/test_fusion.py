@@ -167,6 +167,22 @@ def test_a_second_schedule_pass_lowers_only_what_changed(monkeypatch):
   np.testing.assert_allclose(b.numpy(), xs * 2, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(z.numpy(), w.numpy() * 3, rtol=1e-6)
 
+def test_a_dropped_graph_frees_its_buffers_without_the_gc():
+  # nothing realize, the schedule or UOp.toposort keeps makes a reference cycle through a graph (toposort keeps its list
+  # on the node, without the node): buffers go with their last reference, not at the next cyclic collection
+  import gc, weakref
+  gc.disable()
+  try:
+    x = rnd(64, 32).realize()
+    y = x * 2 + 1
+    y.uop.toposort()
+    out = (y.exp() * y).sum(1).realize()
+    out.uop.toposort()
+    alive = [weakref.ref(t._buffer()) for t in (x, out)]
+    del x, y, out
+    assert [b() for b in alive] == [None, None]
+  finally: gc.enable()
+
 def test_view_chain_is_not_grouped():
   # each step reads the previous one at two other indices (flip, roll): grouping the chain into one kernel would
   # recompute it exponentially; every .contiguous() stays its own kernel
