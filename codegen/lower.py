@@ -86,7 +86,7 @@ class Lowerer:
       idx.append(parent)
     bufs, stores = [], []
     for i, out in enumerate(self.outs):
-      val = self.eval_src(out, tuple(idx))
+      val = self.eval(out, tuple(idx))  # at the loops' full index, so never recomputed: eval raises nothing for it
       bufs.append(buf := UOp(Ops.DEFINE_GLOBAL, out.dtype, (), GlobalArg(i, out.size)))
       stores.append(UOp(Ops.STORE, dtypes.void, (buf, flat_index(tuple(idx), shape), val)))
     # the SINK's arg lists every parameter, so one the simplifier made unused still keeps its place in the signature;
@@ -132,12 +132,6 @@ class Lowerer:
         stack.extend(x.src)
       c = self.costs[u] = n >= RECOMPUTE_OPS
     return c
-
-  def eval_src(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
-    key = (u, idx)
-    if (ret := self.memo.get(key)) is not None: return ret
-    ret = self.memo[key] = self._eval(u, idx)
-    return ret
 
   def _eval(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
     op = u.op
