@@ -21,8 +21,8 @@ class CPUAllocator:
   def __init__(self, cache_limit: int = 1 << 30):
     self.free_blocks: dict[int, list[int]] = {}
     self.cached, self.cache_limit = 0, cache_limit
-  def alloc(self, nbytes: int) -> int:
-    size = self._round(nbytes)
+  def alloc(self, size: int) -> int:
+    """A block of `size` bytes, a size from block_size()."""
     if (blocks := self.free_blocks.get(size)):
       self.cached -= size
       p = blocks.pop()
@@ -31,12 +31,11 @@ class CPUAllocator:
     p = ctypes.c_void_p()
     if _libc.posix_memalign(ctypes.byref(p), HUGE if size >= HUGE else 64, size) != 0:
       self.release_cache()
-      if _libc.posix_memalign(ctypes.byref(p), HUGE if size >= HUGE else 64, size) != 0: raise MemoryError(f"CPU: cannot allocate {nbytes} bytes")
+      if _libc.posix_memalign(ctypes.byref(p), HUGE if size >= HUGE else 64, size) != 0: raise MemoryError(f"CPU: cannot allocate {size} bytes")
     if size >= HUGE: _libc.madvise(p.value, size, MADV_HUGEPAGE)
     if POISON: ctypes.memset(p.value, 0xFF, size)  # NaN / -1 everywhere: a read of memory no kernel wrote shows up
     return p.value
-  def free(self, ptr: int, nbytes: int) -> None:
-    size = self._round(nbytes)
+  def free(self, ptr: int, size: int) -> None:
     if self.cached + size > self.cache_limit: self.release_cache()
     if size > self.cache_limit: _libc.free(ptr); return
     self.free_blocks.setdefault(size, []).append(ptr)
@@ -47,19 +46,21 @@ class CPUAllocator:
     self.free_blocks.clear()
     self.cached = 0
   @staticmethod
-  def _round(nbytes: int) -> int: return max(64, (nbytes + 63) // 64 * 64) if nbytes < HUGE else (nbytes + HUGE - 1) // HUGE * HUGE
+  def block_size(nbytes: int) -> int:
+    """The size of the block holding nbytes: whole 64-byte lines (at least one), whole 2 MiB pages from 2 MiB on."""
+    return (nbytes + 63) & -64 or 64 if nbytes < HUGE else (nbytes + HUGE - 1) & -HUGE
 
 ALLOCATOR = CPUAllocator()
 
 class CPUBuffer:
   """`nbytes` of 64-byte-aligned host memory, returned to the allocator when the last reference goes."""
-  __slots__ = ("nbytes", "ptr", "__weakref__")
+  __slots__ = ("nbytes", "block", "ptr", "__weakref__")
   def __init__(self, nbytes: int):
-    self.nbytes = nbytes
-    self.ptr: int = ALLOCATOR.alloc(nbytes)
+    self.nbytes, self.block = nbytes, CPUAllocator.block_size(nbytes)
+    self.ptr: int = ALLOCATOR.alloc(self.block)
   def __del__(self):
     if self.ptr:
-      try: ALLOCATOR.free(self.ptr, self.nbytes)
+      try: ALLOCATOR.free(self.ptr, self.block)
       except Exception: pass  # interpreter shutdown: the process is returning all memory anyway
       self.ptr = 0
   def copyin(self, src_ptr: int, nbytes: int) -> None: ctypes.memmove(self.ptr, src_ptr, nbytes)

@@ -50,7 +50,7 @@ class Buffer:
     if self._mem is None: self._mem = Device[self.device].alloc(self.nbytes)
     return self._mem
   @property
-  def ptr(self) -> int: return self.mem.ptr
+  def ptr(self) -> int: return (self._mem if self._mem is not None else self.mem).ptr
   def copyin(self, arr) -> Buffer:
     """Copy a C-contiguous numpy array (same byte size) into the buffer."""
     assert arr.nbytes == self.nbytes, f"copyin: {arr.nbytes} bytes into a buffer of {self.nbytes}"

@@ -124,7 +124,7 @@ def arg_key(arg):
   return arg
 
 class UOp:
-  __slots__ = ("op", "dtype", "src", "arg", "_shape", "_vmin", "_vmax", "_ranges", "_topo", "realized", "__weakref__")
+  __slots__ = ("op", "dtype", "src", "arg", "_shape", "_vmin", "_vmax", "_ranges", "_topo", "_pure", "realized", "__weakref__")
   _cache: dict[tuple, _CacheRef] = {}  # (op, dtype, src, arg) -> weak reference; entries removed when the node dies
   op: Ops
   dtype: DType
@@ -137,6 +137,7 @@ class UOp:
     self = object.__new__(cls)
     self.op, self.dtype, self.src, self.arg = op, dtype, src, arg
     self._shape = self._vmin = self._vmax = self._ranges = self._topo = None
+    self._pure = False  # set by engine.realize once it found no buffer, realized node or bound Variable below
     self.realized: UOp | None = None  # the buffer view holding this node's value once computed (set by realize)
     ref = UOp._cache[key] = _CacheRef(self, _drop)
     ref.key = key

@@ -2,6 +2,7 @@
 import re
 import numpy as np
 from tinygrad import Tensor, GlobalCounters
+from tinygrad.uop import Ops
 
 def kernels(*ts: Tensor) -> int:
   GlobalCounters.reset()
@@ -76,6 +77,23 @@ def test_realized_intermediate_is_reused_by_later_graphs():
   b.realize()
   assert kernels(c) == 1  # c reads b's buffer instead of recomputing it with a
   np.testing.assert_allclose(c.numpy(), a.numpy() * 2 + 1)
+
+def test_constant_graphs_are_walked_once_and_stay_recomputable():
+  # normalize marks a graph of constants (x + 1's constant view) and skips it on later realizes; such a graph
+  # realized as an intermediate (its reduce read at two indices) gives the same values when a later graph reads it
+  from tinygrad.engine.realize import normalize
+  x = rnd(4, 5)
+  y = x + 1
+  _, _, memo, _ = normalize([y.uop])
+  const = y.uop.src[1]
+  assert const.op is not Ops.BUFFER and const in memo
+  _, _, memo, _ = normalize([(x + 1).uop])
+  assert const not in memo  # not walked again
+  c = Tensor.ones(4, 5).sum(1)
+  out = x + c.reshape(4, 1) + c.reshape(1, 4).pad(((0, 0), (0, 1)))
+  assert kernels(out) == 2
+  np.testing.assert_allclose(out.numpy(), x.numpy() + 5 + np.pad(np.full((1, 4), 5.0), ((0, 0), (0, 1))), rtol=1e-6)
+  np.testing.assert_allclose((c * 2).numpy(), np.full(4, 10.0))
 
 def test_second_identical_graph_compiles_nothing():
   from tinygrad.engine.realize import stats

@@ -71,16 +71,21 @@ def normalize(roots: list[UOp]) -> tuple[tuple[UOp, ...], list[Buffer], dict[UOp
 def _normalize(u: UOp, memo: dict[UOp, UOp], bufs: list[Buffer], var_vals: dict[UOp, int]) -> UOp:
   """Recursive (twice as fast as an explicit stack on the per-op path); buffers are numbered in first-use order,
   sources left to right."""
+  if u._pure: return u  # a graph of constants only: itself (x + 1's constant, once per op)
   if (r := memo.get(u)) is not None: return r
   if u.realized is not None: r = _normalize(u.realized, memo, bufs, var_vals)  # computed earlier: read its buffer
   elif u.op is Ops.BUFFER:
     r = _slot_uop(len(bufs), u)
     bufs.append(u.arg.buf)
-  elif not u.src: r = u
+  elif not u.src: r, u._pure = u, True
   else:
     src = tuple([_normalize(s, memo, bufs, var_vals) for s in u.src])
     if _uop.symbolic_in_use and (u.op is Ops.BIND or (u.op in MOVEMENT and is_symbolic(u.arg))): r = _unbind_node(u, src, var_vals)
-    else: r = u if src == u.src else UOp(u.op, u.dtype, src, u.arg)
+    elif src != u.src: r = UOp(u.op, u.dtype, src, u.arg)
+    else:
+      r = u
+      # its value never changes (were it realized later, computing it again gives the same): skip the walk next time
+      if all([s._pure for s in src]): u._pure = True
   memo[u] = r
   return r
 
@@ -243,7 +248,7 @@ def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
   if not roots: return []
   norm, inputs, memo, var_vals = normalize(roots)
   plan, hit = lookup_plan(norm, len(inputs), device)
-  if DEBUG >= 1: print(f"realize on {device}: {len(plan.kernels)} kernel{'s' if len(plan.kernels) != 1 else ''}{' (plan cache hit)' if hit else ''}")
+  if DEBUG.value >= 1: print(f"realize on {device}: {len(plan.kernels)} kernel{'s' if len(plan.kernels) != 1 else ''}{' (plan cache hit)' if hit else ''}")
   bufs = run_plan(plan, inputs, device, var_vals)
   if recording is not None:
     from tinygrad.engine.jit import RecordedRun
