@@ -5,11 +5,11 @@
 
 This host's speed changes for seconds at a time (bench/README.md), so two separate bench runs cannot judge a change
 to Python overhead or compile time; alternating processes puts both trees in the same periods. Each process prints
-one time; the table gives the median and the range over the runs. Every process gets an empty CACHEDB, and bytecode
-is not cached (PYTHONDONTWRITEBYTECODE=1) in either tree, so module compile time is in both figures alike.
+one time; the table gives the median and the range over the runs. Every process gets an empty CACHEDB. Both trees are
+byte-compiled first (as after a pip install) and the processes write no bytecode (PYTHONDONTWRITEBYTECODE=1).
 """
 from __future__ import annotations
-import argparse, os, re, statistics, subprocess, sys, tempfile, textwrap
+import argparse, compileall, os, re, statistics, subprocess, sys, tempfile, textwrap
 from pathlib import Path
 
 from bench import FIRSTCALL, MM_SETUP, OURS_MLP_SRC  # bench/bench.py: this script's folder is first on sys.path
@@ -32,6 +32,9 @@ def _median_loop(setup: str, stmt: str, warmup: int, n: int) -> str:
     """)
 
 PROGRAMS = {
+  # a fresh process's first result, imports included (the bench's startup row, timed from the first line)
+  "first": "import time; _t0 = time.perf_counter()\nfrom tinygrad import Tensor\nprint((Tensor([1., 2., 3.]) + 1).numpy())\n"
+           "print('TIME', time.perf_counter() - _t0)\n",
   # first (a@b) of 1024x1024 in a fresh process, compile included (the bench's firstcall row)
   "first_mm": FIRSTCALL["ours"],
   # the first eager MLP Adam step in a fresh process, compile included (the bench's mlp first-step row)
@@ -76,6 +79,8 @@ def main() -> None:
   args = ap.parse_args()
   trees = {"A": args.a.resolve(), "B": args.b.resolve()}
   print(f"A = {trees['A']}\nB = {trees['B']}\n{args.runs} alternated fresh processes each")
+  for tree in trees.values():
+    for pkg in ("tinygrad", "codegen", "runtime"): compileall.compile_dir(tree / pkg, quiet=1)
   for name in args.only.split(","):
     code = PROGRAMS[name]
     times: dict[str, list[float]] = {k: [] for k in trees}

@@ -3,12 +3,14 @@ import os, subprocess, sys, json, pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROG = """
-import json
+import json, sys
+preloaded = set(sys.modules)  # by the interpreter's start (a site-packages .pth may import tempfile)
 from tinygrad import Tensor
 from tinygrad.device import Device
 out = ((Tensor([[1.0, 2.0], [3.0, 4.0]]) * 3 + 1).sum(1)).tolist()
 c = Device["CPU"].compiler
-print(json.dumps({"out": out, "llvm_compiles": c.llvm_compiles, "disk_hits": c.disk_hits}))
+print(json.dumps({"out": out, "llvm_compiles": c.llvm_compiles, "disk_hits": c.disk_hits,
+                  "slow_imports": sorted({"tempfile", "hashlib"} & set(sys.modules) - preloaded)}))
 """
 
 def run(env_extra: dict) -> tuple[dict, str]:
@@ -22,6 +24,8 @@ def test_second_process_with_warm_cache_compiles_nothing(tmp_path):
   second, _ = run({"CACHEDB": str(tmp_path)})
   assert first["out"] == second["out"] == [11.0, 23.0]
   assert first["llvm_compiles"] >= 1
+  # a first result's cache writes load neither module (~8 ms of a fresh process together)
+  assert first["slow_imports"] == [], first["slow_imports"]
   assert second["llvm_compiles"] == 0 and second["disk_hits"] == first["llvm_compiles"]
 
 def test_corrupt_cache_files_are_ignored(tmp_path):
