@@ -58,6 +58,7 @@ class Lowerer:
     self.n_ranges = 0
     self.simplified: dict[UOp, UOp] = {} if simplified is None else simplified  # index expression -> simplified
     self.costs: dict[UOp, bool] = {}
+    self.reads_reduce: dict[UOp, bool] = {}      # operand_of_reduce: does the node read a reduce computed in this kernel?
     self.inlined: set[UOp] = set()              # REDUCEs computed inside this kernel
 
   def simplify(self, idx: UOp) -> UOp:
@@ -106,7 +107,8 @@ class Lowerer:
     key = (u, idx)
     if (ret := self.memo.get(key)) is not None: return ret
     if self.is_realized(u): ret = self.load(u, idx)
-    elif u.op in ELEMENTWISE and self.costly(u) and not self.once_per_iteration(idx) and not _is_onehot(u):
+    elif u.op in ELEMENTWISE and (self.costly(u) or self.operand_of_reduce(u, idx)) and not self.once_per_iteration(idx) \
+         and not _is_onehot(u):
       raise NeedsRealize(u)
     else: ret = self._eval(u, idx)
     self.memo[key] = ret
@@ -118,6 +120,24 @@ class Lowerer:
     deps = frozenset().union(*(i.ranges for i in idx))
     deepest = max(deps, key=lambda r: len(self.chain(r)), default=None)
     return deps == frozenset(self.chain(deepest))
+
+  def operand_of_reduce(self, u: UOp, idx: tuple[UOp, ...]) -> bool:
+    """Is u computed inside a reduce loop (a matmul's operand: relu(h + b) of the layer before)? Recomputed there for
+    every iteration of a loop it does not depend on (each column tile), even one op costs as much as the multiply-add
+    it feeds: it is realized (test_operand_transform_of_a_matmul_is_realized). A cast is left inline, and so is a value
+    that reads an unrealized reduce: that reduce is realized first (it is read at a repeated index too), so its kernel
+    stores it for the backward pass (relu's mask reads h, not relu(h)). test_step_after_loss_reuses_forward"""
+    if u.op is Ops.CAST or not any(r.arg.kind == "reduce" for i in idx for r in i.ranges): return False
+    if (r := self.reads_reduce.get(u)) is None:
+      seen, stack, r = set(), list(u.src), False
+      while stack and not r:
+        x = stack.pop()
+        if x in seen or self.is_realized(x) or x.op in (Ops.BUFFER, Ops.CONST): continue
+        seen.add(x)
+        r = x.op is Ops.REDUCE
+        stack.extend(x.src)
+      self.reads_reduce[u] = r
+    return not r
 
   def costly(self, u: UOp) -> bool:
     """Does inlining u cost RECOMPUTE_OPS or more ALU ops per evaluation (up to realized inputs and reduces)? The walk
