@@ -127,17 +127,17 @@ class Lowerer:
     it feeds: it is realized (test_operand_transform_of_a_matmul_is_realized). A cast is left inline, and so is a value
     that reads an unrealized reduce: that reduce is realized first (it is read at a repeated index too), so its kernel
     stores it for the backward pass (relu's mask reads h, not relu(h)). test_step_after_loss_reuses_forward"""
-    if u.op is Ops.CAST or not any(r.arg.kind == "reduce" for i in idx for r in i.ranges): return False
-    if (r := self.reads_reduce.get(u)) is None:
-      seen, stack, r = set(), list(u.src), False
-      while stack and not r:
+    if u.op is Ops.CAST or not any(rng.arg.kind == "reduce" for i in idx for rng in i.ranges): return False
+    if (found := self.reads_reduce.get(u)) is None:
+      seen, stack, found = set(), list(u.src), False
+      while stack and not found:
         x = stack.pop()
         if x in seen or self.is_realized(x) or x.op in (Ops.BUFFER, Ops.CONST): continue
         seen.add(x)
-        r = x.op is Ops.REDUCE
+        found = x.op is Ops.REDUCE
         stack.extend(x.src)
-      self.reads_reduce[u] = r
-    return not r
+      self.reads_reduce[u] = found
+    return not found
 
   def costly(self, u: UOp) -> bool:
     """Does inlining u cost RECOMPUTE_OPS or more ALU ops per evaluation (up to realized inputs and reduces)? The walk

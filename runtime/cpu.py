@@ -48,7 +48,7 @@ class CPUAllocator:
   @staticmethod
   def block_size(nbytes: int) -> int:
     """The size of the block holding nbytes: whole 64-byte lines (at least one), whole 2 MiB pages from 2 MiB on."""
-    return (nbytes + 63) & -64 or 64 if nbytes < HUGE else (nbytes + HUGE - 1) & -HUGE
+    return ((nbytes + 63) & -64 or 64) if nbytes < HUGE else (nbytes + HUGE - 1) & -HUGE
 
 ALLOCATOR = CPUAllocator()
 

@@ -137,7 +137,7 @@ class UOp:
     self = object.__new__(cls)
     self.op, self.dtype, self.src, self.arg = op, dtype, src, arg
     self._shape = self._vmin = self._vmax = self._ranges = self._topo = None
-    self._pure = False  # set by engine.realize once it found no buffer, realized node or bound Variable below
+    self._pure = False  # set by engine.realize's normalize once it found the node's normalised form to be itself
     self.realized: UOp | None = None  # the buffer view holding this node's value once computed (set by realize)
     ref = UOp._cache[key] = _CacheRef(self, _drop)
     ref.key = key
