@@ -58,7 +58,7 @@ class Lowerer:
     self.n_ranges = 0
     self.simplified: dict[UOp, UOp] = {} if simplified is None else simplified  # index expression -> simplified
     self.costs: dict[UOp, bool] = {}
-    self.reads_reduce: dict[UOp, bool] = {}      # operand_of_reduce: does the node read a reduce computed in this kernel?
+    self.realize_operand: dict[UOp, bool] = {}   # operand_of_reduce's verdict on a node: it reads buffers, no reduce
     self.inlined: set[UOp] = set()              # REDUCEs computed inside this kernel
 
   def simplify(self, idx: UOp) -> UOp:
@@ -124,20 +124,22 @@ class Lowerer:
   def operand_of_reduce(self, u: UOp, idx: tuple[UOp, ...]) -> bool:
     """Is u computed inside a reduce loop (a matmul's operand: relu(h + b) of the layer before)? Recomputed there for
     every iteration of a loop it does not depend on (each column tile), even one op costs as much as the multiply-add
-    it feeds: it is realized (test_operand_transform_of_a_matmul_is_realized). A cast is left inline, and so is a value
-    that reads an unrealized reduce: that reduce is realized first (it is read at a repeated index too), so its kernel
-    stores it for the backward pass (relu's mask reads h, not relu(h)). test_step_after_loss_reuses_forward"""
+    it feeds: it is realized (test_operand_transform_of_a_matmul_is_realized). Left inline: a cast; a value of
+    constants only (it folds: `Tensor.ones(n, n) * 2 @ b`); a value that reads an unrealized reduce: that reduce is
+    realized first (it is read at a repeated index too), so its kernel stores it for the backward pass (relu's mask
+    reads h, not relu(h)). test_step_after_loss_reuses_forward"""
     if u.op is Ops.CAST or not any(rng.arg.kind == "reduce" for i in idx for rng in i.ranges): return False
-    if (found := self.reads_reduce.get(u)) is None:
-      seen, stack, found = set(), list(u.src), False
-      while stack and not found:
+    if (realize := self.realize_operand.get(u)) is None:
+      seen, stack, loads, reduce = set(), list(u.src), False, False
+      while stack and not reduce:
         x = stack.pop()
-        if x in seen or self.is_realized(x) or x.op in (Ops.BUFFER, Ops.CONST): continue
+        if x in seen: continue
         seen.add(x)
-        found = x.op is Ops.REDUCE
-        stack.extend(x.src)
-      self.reads_reduce[u] = found
-    return not found
+        if self.is_realized(x) or x.op is Ops.BUFFER: loads = True
+        elif x.op is Ops.REDUCE: reduce = True
+        else: stack.extend(x.src)
+      realize = self.realize_operand[u] = loads and not reduce
+    return realize
 
   def costly(self, u: UOp) -> bool:
     """Does inlining u cost RECOMPUTE_OPS or more ALU ops per evaluation (up to realized inputs and reduces)? The walk

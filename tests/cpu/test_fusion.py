@@ -133,6 +133,7 @@ def test_operand_transform_of_a_matmul_is_realized():
   np.testing.assert_allclose(out.numpy(), np.maximum(a.numpy() + 1, 0) @ b.numpy(), rtol=1e-4, atol=1e-4)
   c = rnd(64, 48)
   assert kernels(c.cast("float16") @ b.cast("float16")) == 1  # a cast stays inline
+  assert kernels(Tensor.ones(64, 48) * 2 @ b) == 1  # and so does a value of constants (it folds)
 
 def test_step_after_loss_reuses_forward():
   # loss.realize() then the gradient: the first layer's kernel output (the second matmul reads it) stays attached to
