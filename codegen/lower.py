@@ -57,8 +57,7 @@ class Lowerer:
     self.parent: dict[UOp, UOp | None] = {}     # loop nesting of RANGEs
     self.n_ranges = 0
     self.simplified: dict[UOp, UOp] = {} if simplified is None else simplified  # index expression -> simplified
-    self.costs: dict[UOp, bool] = {}
-    self.realize_operand: dict[UOp, bool] = {}   # operand_of_reduce's verdict on a node: it reads buffers, no reduce
+    self.costs: dict[UOp, tuple[bool, bool]] = {}  # node -> inline_cost(node)
     self.inlined: set[UOp] = set()              # REDUCEs computed inside this kernel
 
   def simplify(self, idx: UOp) -> UOp:
@@ -129,30 +128,27 @@ class Lowerer:
     realized first (it is read at a repeated index too), so its kernel stores it for the backward pass (relu's mask
     reads h, not relu(h)). test_step_after_loss_reuses_forward"""
     if u.op is Ops.CAST or not any(rng.arg.kind == "reduce" for i in idx for rng in i.ranges): return False
-    if (realize := self.realize_operand.get(u)) is None:
-      seen, stack, loads, reduce = set(), list(u.src), False, False
-      while stack and not reduce:
+    return self.inline_cost(u)[1]
+
+  def costly(self, u: UOp) -> bool: return self.inline_cost(u)[0]
+
+  def inline_cost(self, u: UOp) -> tuple[bool, bool]:
+    """One walk of u's graph down to realized inputs and reduces: does inlining u cost RECOMPUTE_OPS or more ALU ops per
+    evaluation, and does it read a buffer but no reduce computed in this kernel (operand_of_reduce)? The walk stops at
+    the threshold (counting whole graphs made lowering quadratic in a long elementwise chain); the second answer is
+    only asked of a value below it, whose walk went to the end."""
+    if (c := self.costs.get(u)) is None:
+      seen, stack, n, loads, reduce = set(), [u], 0, False, False
+      while stack and n < RECOMPUTE_OPS:
         x = stack.pop()
         if x in seen: continue
         seen.add(x)
         if self.is_realized(x) or x.op is Ops.BUFFER: loads = True
         elif x.op is Ops.REDUCE: reduce = True
-        else: stack.extend(x.src)
-      realize = self.realize_operand[u] = loads and not reduce
-    return realize
-
-  def costly(self, u: UOp) -> bool:
-    """Does inlining u cost RECOMPUTE_OPS or more ALU ops per evaluation (up to realized inputs and reduces)? The walk
-    stops at the threshold: counting whole graphs made lowering quadratic in a long elementwise chain."""
-    if (c := self.costs.get(u)) is None:
-      seen, stack, n = set(), [u], 0
-      while stack and n < RECOMPUTE_OPS:
-        x = stack.pop()
-        if x in seen or self.is_realized(x) or x.op in (Ops.REDUCE, Ops.BUFFER, Ops.CONST): continue
-        seen.add(x)
-        if x.op in ELEMENTWISE: n += 1
-        stack.extend(x.src)
-      c = self.costs[u] = n >= RECOMPUTE_OPS
+        else:
+          if x.op in ELEMENTWISE: n += 1
+          stack.extend(x.src)
+      c = self.costs[u] = (n >= RECOMPUTE_OPS, loads and not reduce)
     return c
 
   def _eval(self, u: UOp, idx: tuple[UOp, ...]) -> UOp:
