@@ -58,6 +58,7 @@ class Lowerer:
     self.n_ranges = 0
     self.simplified: dict[UOp, UOp] = {} if simplified is None else simplified  # index expression -> simplified
     self.costs: dict[UOp, tuple[bool, bool]] = {}  # node -> inline_cost(node)
+    self.reduced_in: dict[UOp, frozenset[UOp]] = {}  # costly elementwise node -> the reduce loops it was first evaluated in
     self.inlined: set[UOp] = set()              # REDUCEs computed inside this kernel
 
   def simplify(self, idx: UOp) -> UOp:
@@ -106,8 +107,8 @@ class Lowerer:
     key = (u, idx)
     if (ret := self.memo.get(key)) is not None: return ret
     if self.is_realized(u): ret = self.load(u, idx)
-    elif u.op in ELEMENTWISE and (self.costly(u) or self.operand_of_reduce(u, idx)) and not self.once_per_iteration(idx) \
-         and not _is_onehot(u):
+    elif u.op in ELEMENTWISE and not _is_onehot(u) and \
+         ((self.costly(u) or self.operand_of_reduce(u, idx)) and not self.once_per_iteration(idx) or self.in_second_reduce(u, idx)):
       raise NeedsRealize(u)
     else: ret = self._eval(u, idx)
     self.memo[key] = ret
@@ -131,6 +132,14 @@ class Lowerer:
     return self.inline_cost(u)[1]
 
   def costly(self, u: UOp) -> bool: return self.inline_cost(u)[0]
+
+  def in_second_reduce(self, u: UOp, idx: tuple[UOp, ...]) -> bool:
+    """Is the costly value u evaluated inside a second reduce of this kernel? Each reduce computes it for every one of
+    its iterations: BatchNorm's backward feeds one gradient to sum(dy) and sum(dy * xhat), and a ResNet's gradient
+    through a strided convolution (gathers, index divisions) was computed six times over in one kernel. It is realized
+    once instead. test_value_reduced_twice_is_realized_once"""
+    reduces = frozenset(r for i in idx for r in i.ranges if r.arg.kind == "reduce")
+    return bool(reduces) and self.costly(u) and self.reduced_in.setdefault(u, reduces) != reduces
 
   def inline_cost(self, u: UOp) -> tuple[bool, bool]:
     """One walk of u's graph down to realized inputs and reduces: does inlining u cost RECOMPUTE_OPS or more ALU ops per
