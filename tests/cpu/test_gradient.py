@@ -262,6 +262,12 @@ POOL = {
   "avg_k2": (lambda x: x.avg_pool2d(2), (1, 2, 4, 4)),
   "avg_k3_s1_pad1_exclude_pad": (lambda x: x.avg_pool2d(3, stride=1, padding=1, count_include_pad=False), (1, 1, 4, 4)),
   "avg_k3_s2_pad1_include_pad": (lambda x: x.avg_pool2d(3, stride=2, padding=1), (1, 1, 5, 5)),
+  # windows that do not overlap (stride >= kernel) take the movement-only adjoint (gradient._disjoint_windows_grad):
+  # sizes that leave a tail outside every window, gaps between windows, padding, unequal kernel and stride per axis
+  "max_k2_odd_size": (lambda x: x.max_pool2d(2), (1, 2, 5, 7)),
+  "max_k2_s3_gaps": (lambda x: x.max_pool2d(2, stride=3), (1, 1, 7, 8)),
+  "max_k2x3_s3x4": (lambda x: x.max_pool2d((2, 3), stride=(3, 4)), (1, 1, 7, 9)),
+  "avg_k3_s3_pad1": (lambda x: x.avg_pool2d(3, stride=3, padding=1), (1, 1, 7, 5)),
 }
 
 @pytest.mark.parametrize("cfg", sorted(POOL))
