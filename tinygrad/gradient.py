@@ -20,7 +20,10 @@ def _reduce_grad(g: "Tensor", ret: UOp) -> tuple:
   if ret.arg.op is Ops.ADD: return (g.expand(src.shape),)
   if ret.arg.op is Ops.MAX:  # split equally between tied maxima (as tinygrad)
     hit = (src == _t(ret, g).expand(src.shape)).cast(g.dtype)
-    return (hit * (g / hit.sum(ret.arg.axes, keepdim=True)).expand(src.shape),)
+    share = g / hit.sum(ret.arg.axes, keepdim=True)
+    # max-pooling: share is computed once per window, not by each element of the window reading it
+    if ret.src[0].op is Ops.WINDOWS: share = share.contiguous()
+    return (hit * share.expand(src.shape),)
   return ((g * _t(ret, g)).expand(src.shape) / src,)  # MUL
 
 def _max_grad(g: "Tensor", ret: UOp) -> tuple:

@@ -150,7 +150,8 @@ def test_value_reduced_twice_is_realized_once():
 
 def test_pool_backward_reads_each_gradient_once():
   # windows that do not overlap: x[i] takes the gradient of its one window (movement only), not a masked sum over every
-  # kernel offset (max_pool2d(2): 3 kernels and 43 ops per element before; a max-pooled LeNet step 22.7 -> 0.5 ms)
+  # kernel offset, and max's share of each window is computed once, not by every element of the window reading it
+  # (max_pool2d(2): 43 ops per element before, 7.5 now)
   xn = np.random.default_rng(0).standard_normal((2, 4, 16, 16)).astype(np.float32)  # no ties
   win = xn.reshape(2, 4, 8, 2, 8, 2)
   up = np.arange(2 * 4 * 8 * 8, dtype=np.float64).reshape(2, 4, 8, 1, 8, 1)  # the upstream gradient of each window
@@ -161,7 +162,7 @@ def test_pool_backward_reads_each_gradient_once():
     (y * Tensor.arange(y.numel()).reshape(y.shape)).sum().backward()
     GlobalCounters.reset()
     g = x.grad.numpy()
-    assert GlobalCounters.kernel_count == 1 and GlobalCounters.global_ops <= 24 * xn.size, (kind, GlobalCounters.kernel_count, GlobalCounters.global_ops)
+    assert GlobalCounters.global_ops <= 10 * xn.size, (kind, GlobalCounters.global_ops)
     np.testing.assert_allclose(g, ref.reshape(xn.shape), rtol=1e-6)
 
 def test_step_after_loss_reuses_forward():
