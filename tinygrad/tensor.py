@@ -1170,10 +1170,12 @@ class Tensor(MovementMixin, ProcessingMixin):
     if any(p != (0, 0) for p in pads): x = (x if _is_buffer(_resolved(x.uop)) else x.contiguous()).pad(((0, 0), (0, 0)) + tuple(pads)).contiguous()
     w = x._windows(weight.shape[2:], stride, dilation)  # (N, Cin, *out, *kernel)
     out_sp = w.shape[2:2 + nk]
-    w = w.reshape((n, groups, 1, cin_g) + out_sp + weight.shape[2:])
-    k = weight.reshape((1, groups, cout // groups, cin_g) + (1,) * nk + weight.shape[2:])
-    red = (3,) + tuple(4 + nk + j for j in range(nk))
-    out = (w * k).sum(red).reshape((n, cout) + out_sp)
+    # kernel axes before output axes: the input gradient's windows (a reduce over Cout, stored in this order) are then
+    # read along the output's rows with vector loads, not gathered across kernel offsets
+    w = w.permute((0, 1) + tuple(range(2 + nk, 2 + 2 * nk)) + tuple(range(2, 2 + nk)))
+    w = w.reshape((n, groups, 1, cin_g) + weight.shape[2:] + out_sp)
+    k = weight.reshape((1, groups, cout // groups, cin_g) + weight.shape[2:] + (1,) * nk)
+    out = (w * k).sum(tuple(range(3, 4 + nk))).reshape((n, cout) + out_sp)
     return out if bias is None else out + bias.reshape((1, cout) + (1,) * nk)
 
   def conv_transpose2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride=1, dilation=1, padding=0, output_padding=0) -> Tensor:
