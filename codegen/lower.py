@@ -177,6 +177,9 @@ class Lowerer:
           nidx.append(self.simplify(i - b) if b else i)
         inner = self.eval(src, tuple(nidx))
         return inner if valid is None else valid.where(inner, inner.const_like(0))
+      # a RESHAPE of a realized buffer reads it at the flat index (no division): it stays affine, so a padded row is
+      # still one masked vector load (test_padded_row_is_one_masked_load); any other is divided apart again
+      if op is Ops.RESHAPE and not (self.is_realized(src) or src.op is Ops.BUFFER): idx = tuple(_clamped(i, n) for i, n in zip(idx, u.shape))
       return self.eval(src, tuple(self.simplify(i) for i in move_index(u, idx)))
     if op is Ops.REDUCE: return self.eval_reduce(u, idx)
     raise NotImplementedError(f"lowering of {op} is not supported")
@@ -197,6 +200,16 @@ class Lowerer:
     val = self.eval(src, tuple(nidx))
     if not rngs: return val
     return UOp(Ops.REDUCE, u.dtype, (val, *rngs), rop)
+
+def _clamped(i: UOp, n: int | UOp) -> UOp:
+  """An index into a dimension of n, clamped to [0, n) where its bounds go past it: a PAD's inner index is i - b, out
+  of range only where the PAD's mask is false. A RESHAPE flattens the index and divides it again; the simplifier takes
+  (h*W + w) // W back to h only for h and w in range, so without the clamp a convolution's backward through padding
+  kept every division (a ConvTranspose2d's weight gradient: ~2000 lines of index arithmetic per iteration). Where the
+  mask is true the clamp changes nothing. test_reshape_of_padded_index_simplifies"""
+  if not isinstance(n, int): return i
+  if i.vmax > n - 1: i = ((i * -1).maximum(1 - n)) * -1  # min(i, n - 1)
+  return i.maximum(0) if i.vmin < 0 else i
 
 def _is_onehot(u: UOp) -> bool:
   """`e == arange` (written (e != iota) != True), and its inner `!=`: kept inline so the gather fold

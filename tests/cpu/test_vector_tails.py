@@ -327,3 +327,22 @@ def test_row_value_depending_on_the_output_column_is_not_stored_early():
     x = t(a)
     np.testing.assert_allclose(((x[:, :, None] * x[:, None, :]).sum(-1) + x * x).numpy(),
                                (a[:, :, None] * a[:, None, :]).sum(-1) + a * a, rtol=1e-5)
+
+def test_reshape_of_padded_index_simplifies():
+  # a PAD's inner index (i - b) is out of range only where the pad's mask is false; a RESHAPE after it clamps it to its
+  # dimension (codegen/lower.py _clamped), so flattening and dividing it again simplifies back to its parts instead of
+  # keeping a signed division per lane. ConvTranspose2d's gradients: 218 -> 33 signed divisions, a small conv autoencoder's
+  # training step 1020 -> 26 ms of kernels
+  rng = np.random.default_rng(0)
+  xn, wn = rng.standard_normal((2, 4, 5, 5)).astype(np.float32), rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+  x, w = Tensor(xn, requires_grad=True), Tensor(wn, requires_grad=True)
+  x.conv_transpose2d(w, stride=2, padding=1, output_padding=1).sum().backward()
+  src = "\n".join(ck.src for ck, _ in w.grad.schedule_linear() + x.grad.schedule_linear())
+  assert src.count("sdiv") + src.count("srem") <= 40, src.count("sdiv") + src.count("srem")
+  # d(sum of the output)/dW[ci, co, kh, kw] = sum of x[:, ci] over the positions that kernel tap reaches, d/dx = sum of W
+  gw = np.zeros_like(wn)
+  for kh in range(3):
+    for kw in range(3):  # output position 2*i - 1 + k must land in [0, 10)
+      rows, cols = [i for i in range(5) if 0 <= 2 * i - 1 + kh < 10], [j for j in range(5) if 0 <= 2 * j - 1 + kw < 10]
+      gw[:, :, kh, kw] = xn[:, :, rows][:, :, :, cols].sum((0, 2, 3))[:, None]
+  np.testing.assert_allclose(w.grad.numpy(), gw, rtol=1e-5, atol=1e-5)
