@@ -165,6 +165,33 @@ def test_pool_backward_reads_each_gradient_once():
     assert GlobalCounters.global_ops <= 10 * xn.size, (kind, GlobalCounters.global_ops)
     np.testing.assert_allclose(g, ref.reshape(xn.shape), rtol=1e-6)
 
+def test_long_elementwise_chain_is_cut():
+  # a chain of elementwise ops is stored every CHAIN_OPS ops (engine/schedule.py cut_long_chains): inlined whole, every
+  # kernel reading it computed it again (an LSTM's backward kernels each recomputed the cell state from step 0)
+  xn = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+  x, ref = Tensor(xn), xn.astype(np.float64)
+  for _ in range(100): x, ref = (x * 0.9 + 0.1).relu(), np.maximum(ref * 0.9 + 0.1, 0)  # 3 ops a step
+  total, rows = x.sum(), x.reshape(10, 100).sum(0)  # two kernels read the chain
+  GlobalCounters.reset()
+  Tensor.realize_all([total, rows])
+  assert GlobalCounters.global_ops < 1.5 * 300 * xn.size, GlobalCounters.global_ops  # not 2 x 300 ops per element
+  np.testing.assert_allclose(total.numpy(), ref.sum(), rtol=1e-4)
+  np.testing.assert_allclose(rows.numpy(), ref.reshape(10, 100).sum(0), rtol=1e-4)
+
+def test_unrolled_lstm_kernels_stay_small():
+  # members of a kernel group that read one another at another index are lowered apart (an unrolled LSTM's backward
+  # hung, re-lowering the group forever); no kernel holds the whole recurrence
+  from tinygrad import nn
+  cell, g = nn.LSTMCell(4, 8), np.random.default_rng(0)
+  x = Tensor(g.standard_normal((3, 12, 4)).astype(np.float32))
+  h = None
+  for t in range(12): h = cell(x[:, t], h)
+  h[0].square().sum().backward()
+  grads = [p.grad for p in nn.state.get_parameters(cell)]
+  sizes = [len(ck.src.splitlines()) for gr in grads for ck, _ in gr.schedule_linear()]
+  assert max(sizes) < 1500, max(sizes)
+  assert all(np.isfinite(gr.numpy()).all() for gr in grads)
+
 def test_step_after_loss_reuses_forward():
   # loss.realize() then the gradient: the first layer's kernel output (the second matmul reads it) stays attached to
   # its node, so the backward reads it instead of recomputing x @ w (the examples print the loss before step())

@@ -10,7 +10,7 @@ So `(a*b+c).relu().sum()` is one kernel, `(a@b+c).relu()` is one kernel, and sof
 """
 from __future__ import annotations
 from dataclasses import dataclass
-from tinygrad.uop import UOp, Ops, MOVEMENT, ReduceArg
+from tinygrad.uop import UOp, Ops, MOVEMENT, ELEMENTWISE, ReduceArg
 from tinygrad.helpers import prod
 from codegen.lower import lower, NeedsRealize
 
@@ -32,6 +32,7 @@ def create_schedule(roots: list[UOp], multi_output: bool = True) -> list[Schedul
   to_realize: dict[UOp, None] = {r: None for r in roots if not is_view_of_buffer(r) and _nonempty(r)}
   for u in UOp(Ops.SINK, src=tuple(roots)).toposort():
     if u.op in (Ops.CONTIGUOUS, Ops.COPY) and _nonempty(u): to_realize[u] = None
+  cut_long_chains(roots, to_realize)
   groups = output_groups(list(to_realize)) if multi_output else {}
   lowerings: dict[tuple[UOp, ...], _Lowering] = {}
   simplified: dict[UOp, UOp] = {}  # index expressions simplified so far, for every kernel's lowering
@@ -44,6 +45,38 @@ def create_schedule(roots: list[UOp], multi_output: bool = True) -> list[Schedul
     if not redo: return items
     to_realize.update(dict.fromkeys(redo))
     assert len(to_realize) > before, "schedule: a pass realized nothing new (it would repeat forever)"
+
+CHAIN_OPS = 64  # distinct elementwise ops after which a chain is cut (realized)
+
+def cut_long_chains(roots: list[UOp], to_realize: dict[UOp, None]) -> None:
+  """Realize a chain of elementwise ops every CHAIN_OPS distinct ops. Inlined whole, a chain is computed again by
+  every kernel that reads it: an LSTM unrolled over 16 steps carries its cell state through ~20 ops a step, and each of
+  its backward kernels recomputed the chain from the first step (~15k lines of IR each, a 10.8 s first step). A node
+  larger than every input its chain reads is not cut: it is a broadcast (a matmul's operands multiplied out; a
+  random-number hash over a parameter's shape), cheaper to compute again than to store. test_long_elementwise_chain_is_cut"""
+  cost: dict[UOp, tuple[int, int]] = {}  # node -> (ops of its tree since the last cut, the largest input read since)
+  for u in UOp(Ops.SINK, src=tuple(roots)).toposort():
+    if u.op in (Ops.BUFFER, Ops.REDUCE, Ops.CONTIGUOUS, Ops.COPY) or u in to_realize or u.realized is not None:
+      cost[u] = (0, u.size if isinstance(u.size, int) else 0)
+      continue
+    c = sum(cost[s][0] for s in u.src if s in cost) + (u.op in ELEMENTWISE)
+    big = max((cost[s][1] for s in u.src if s in cost), default=0)
+    # the tree's count bounds the distinct ops from above (a layernorm's backward reuses its values: a tree of 128+ ops
+    # over 29 distinct ones), so only a node past it is walked for the distinct count
+    if c >= CHAIN_OPS and u.op in ELEMENTWISE and isinstance(u.size, int) and 0 < u.size <= big and _distinct_ops(u, to_realize) >= CHAIN_OPS:
+      to_realize[u], c, big = None, 0, u.size
+    cost[u] = (c, big)
+
+def _distinct_ops(u: UOp, to_realize: dict[UOp, None]) -> int:
+  """The distinct elementwise ops of u's graph down to realized nodes and reduces, counted up to CHAIN_OPS."""
+  seen, stack, n = set(), [u], 0
+  while stack and n < CHAIN_OPS:
+    x = stack.pop()
+    if x in seen or x.op in (Ops.BUFFER, Ops.REDUCE) or x.realized is not None or (x is not u and x in to_realize): continue
+    seen.add(x)
+    n += x.op in ELEMENTWISE
+    stack.extend(x.src)
+  return n
 
 SPLIT_MIN_ELEMENTS = 1 << 18   # a reduce folding at least this many elements per output ...
 SPLIT_MAX_OUTPUTS = 16         # ... into this few outputs has too few output rows to split across threads
@@ -157,6 +190,11 @@ def _build_kernels(to_realize: dict[UOp, None], groups: dict[UOp, tuple[UOp, ...
         while True:
           try: sink, inputs, inlined = lower(outs, lambda x: x not in outs and (x.op is Ops.BUFFER or x in to_realize), simplified)
           except NeedsRealize as e:
+            if e.node in outs:  # a member of the group is read by another member at another index: lower them apart
+              for o in outs: groups.pop(o, None)
+              outs = (u,)
+              continue
+            assert e.node not in to_realize, f"schedule: {e.node.op} is to be realized and still inlined (it would repeat forever)"
             to_realize[e.node] = None
             continue
           if len(outs) > 1 and any(x in outs for i in inputs for x in _local_graph(i, set(outs))):
