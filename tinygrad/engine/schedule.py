@@ -2,9 +2,11 @@
 
 Fusion policy (the one cost rule): every node is inlined into the kernel that consumes it, except
   * realized buffers, the roots being realized, CONTIGUOUS and COPY (always their own kernel), and
-  * a REDUCE whose inlined loop would run more than once per use: it is evaluated at two different indices, or its
-    index does not depend on every loop enclosing it (e.g. `x.sum(0)` broadcast back over rows). The lowering
-    detects these (NeedsRealize) and the reduce gets its own kernel.
+  * a REDUCE (or a costly elementwise value) whose inlined computation would run more than once per use: evaluated at
+    two different indices or inside two reduces, or at an index that does not depend on every loop enclosing it (e.g.
+    `x.sum(0)` broadcast back over rows). The lowering detects these (NeedsRealize) and the node gets its own kernel;
+  * every 64th distinct op of a long elementwise chain (cut_long_chains).
+  docs/design.md "The fusion rule" has the details and the measurements behind each.
 Nodes to realize of one shape that share a REDUCE or read one another share one kernel (a store each).
 So `(a*b+c).relu().sum()` is one kernel, `(a@b+c).relu()` is one kernel, and softmax/layernorm are one kernel each.
 """
