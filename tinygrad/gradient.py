@@ -37,9 +37,16 @@ def _windows_grad(g: "Tensor", ret: UOp) -> tuple:
   arg, src_shape = ret.arg, ret.src[0].shape
   n = len(arg.kernel)
   lead = len(src_shape) - n
-  if all(d == 1 for d in arg.dilation) and all(st >= k for st, k in zip(arg.stride, arg.kernel)):
-    return (_disjoint_windows_grad(g, arg, src_shape, ret.shape[lead:lead + n]),)
   acc = None
+  if all(d == 1 for d in arg.dilation):
+    # the kernel offsets in groups of `stride` consecutive ones: the windows restricted to one group do not overlap,
+    # so each group's adjoint is movement only (a 3x3 stride-2 window: 4 groups of offsets, not 9 masked copies)
+    outs = ret.shape[lead:lead + n]
+    for ms in itertools.product(*(range(ceildiv(k, st)) for k, st in zip(arg.kernel, arg.stride))):
+      group = tuple(slice(m * st, min(m * st + st, k)) for m, st, k in zip(ms, arg.stride, arg.kernel))
+      t = _disjoint_windows_grad(g[(slice(None),) * (lead + n) + group], arg.stride, src_shape, outs, tuple(m * st for m, st in zip(ms, arg.stride)))
+      acc = t if acc is None else acc + t
+    return (acc,)
   for ks in itertools.product(*(range(k) for k in arg.kernel)):
     t = g[(slice(None),) * (lead + n) + ks]
     for j, k in enumerate(ks):
@@ -56,17 +63,19 @@ def _windows_grad(g: "Tensor", ret: UOp) -> tuple:
     acc = t if acc is None else acc + t
   return (acc,)
 
-def _disjoint_windows_grad(g: "Tensor", arg, src_shape: tuple, outs: tuple) -> "Tensor":
-  """The adjoint of windows that do not overlap (pooling: stride >= kernel, no dilation) onto src_shape, from g of shape
-  (..., *outs, *kernel): x[i] is in one window at most, o = i // stride at offset k = i % stride (in none where k >=
-  kernel). Movement only: each output axis next to its kernel axis, the kernel axis padded to the stride, the pair
-  flattened, then cut or padded to the input's size. One load per element instead of one masked load per kernel offset
-  (a max-pooled LeNet's step: its pooling-backward kernel 22.7 -> 4.8 ms). test_pool_backward_reads_each_gradient_once"""
-  n = len(arg.kernel)
-  lead = len(src_shape) - n
+def _disjoint_windows_grad(g: "Tensor", stride: tuple, src_shape: tuple, outs: tuple, shift: tuple) -> "Tensor":
+  """The adjoint of windows that do not overlap (kernel <= stride, no dilation) starting at o*stride + shift, onto
+  src_shape, from g of shape (..., *outs, *kernel): x[i] is in one window at most, o = (i - shift) // stride at offset
+  (i - shift) % stride (in none where that is >= kernel). Movement only: each output axis next to its kernel axis, the
+  kernel axis padded to the stride, the pair flattened, shifted, then cut or padded to the input's size. One load per
+  element instead of one masked load per kernel offset (a max-pooled LeNet's step: its pooling-backward kernel 22.7 ->
+  4.8 ms). test_pool_backward_reads_each_gradient_once"""
+  n = len(stride)
+  lead, kernel = len(src_shape) - n, g.shape[len(g.shape) - n:]
   t = g.permute(tuple(range(lead)) + tuple(a for j in range(n) for a in (lead + j, lead + n + j)))  # (..., o1, k1, o2, k2)
-  t = t.pad(((0, 0),) * lead + tuple(p for st, k in zip(arg.stride, arg.kernel) for p in ((0, 0), (0, st - k))))
-  t = t.reshape(t.shape[:lead] + tuple(o * st for o, st in zip(outs, arg.stride)))
+  t = t.pad(((0, 0),) * lead + tuple(p for st, k in zip(stride, kernel) for p in ((0, 0), (0, st - k))))
+  t = t.reshape(t.shape[:lead] + tuple(o * st for o, st in zip(outs, stride)))
+  t = t.pad(((0, 0),) * lead + tuple((sh, 0) for sh in shift))
   t = t.shrink(tuple(None if a < lead else (0, min(t.shape[a], src_shape[a])) for a in range(t.ndim)))
   return t.pad(tuple((0, 0) if a < lead else (0, src_shape[a] - t.shape[a]) for a in range(t.ndim)))
 

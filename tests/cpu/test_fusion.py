@@ -165,6 +165,22 @@ def test_pool_backward_reads_each_gradient_once():
     assert GlobalCounters.global_ops <= 10 * xn.size, (kind, GlobalCounters.global_ops)
     np.testing.assert_allclose(g, ref.reshape(xn.shape), rtol=1e-6)
 
+def test_overlapping_pool_backward_groups_kernel_offsets():
+  # a 3x3 stride-2 window's offsets in groups of 2 per axis: within a group the windows do not overlap, so the adjoint
+  # is 4 movement-only copies instead of 9 masked, zero-interleaved ones (avg_pool2d: 56 -> 20 ops per element)
+  xn = np.random.default_rng(0).standard_normal((2, 4, 16, 16)).astype(np.float32)
+  x = Tensor(xn, requires_grad=True)
+  y = x.avg_pool2d(3, stride=2, padding=1)
+  up = np.arange(y.numel(), dtype=np.float64).reshape(y.shape)
+  (y * Tensor(up.astype(np.float32))).sum().backward()
+  GlobalCounters.reset()
+  g = x.grad.numpy()
+  assert GlobalCounters.global_ops <= 30 * xn.size, GlobalCounters.global_ops
+  ref = np.zeros((2, 4, 18, 18))  # the padded input: each window adds up/9 to its 3x3 positions
+  for i in range(8):
+    for j in range(8): ref[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3] += up[:, :, i:i + 1, j:j + 1] / 9
+  np.testing.assert_allclose(g, ref[:, :, 1:17, 1:17], rtol=1e-5)
+
 def test_long_elementwise_chain_is_cut():
   # a chain of elementwise ops is stored every CHAIN_OPS ops (engine/schedule.py cut_long_chains): inlined whole, every
   # kernel reading it computed it again (an LSTM's backward kernels each recomputed the cell state from step 0)
