@@ -37,16 +37,8 @@ def _windows_grad(g: "Tensor", ret: UOp) -> tuple:
   arg, src_shape = ret.arg, ret.src[0].shape
   n = len(arg.kernel)
   lead = len(src_shape) - n
+  if all(d == 1 for d in arg.dilation): return (windows_adjoint(g, arg.stride, src_shape),)
   acc = None
-  if all(d == 1 for d in arg.dilation):
-    # the kernel offsets in groups of `stride` consecutive ones: the windows restricted to one group do not overlap,
-    # so each group's adjoint is movement only (a 3x3 stride-2 window: 4 groups of offsets, not 9 masked copies)
-    outs = ret.shape[lead:lead + n]
-    for ms in itertools.product(*(range(ceildiv(k, st)) for k, st in zip(arg.kernel, arg.stride))):
-      group = tuple(slice(m * st, min(m * st + st, k)) for m, st, k in zip(ms, arg.stride, arg.kernel))
-      t = _disjoint_windows_grad(g[(slice(None),) * (lead + n) + group], arg.stride, src_shape, outs, tuple(m * st for m, st in zip(ms, arg.stride)))
-      acc = t if acc is None else acc + t
-    return (acc,)
   for ks in itertools.product(*(range(k) for k in arg.kernel)):
     t = g[(slice(None),) * (lead + n) + ks]
     for j, k in enumerate(ks):
@@ -62,6 +54,20 @@ def _windows_grad(g: "Tensor", ret: UOp) -> tuple:
       t = t.shrink(tuple((st - r, st - r + i) if a == ax else None for a in range(t.ndim)))
     acc = t if acc is None else acc + t
   return (acc,)
+
+def windows_adjoint(g: "Tensor", stride: tuple, src_shape: tuple) -> "Tensor":
+  """x of src_shape collecting g[..., o, k] (shape (..., *outs, *kernel)) at every x[..., o*stride + k]: the gradient
+  of undilated sliding windows, and ConvTranspose2d's output. The kernel offsets in groups of `stride` consecutive ones:
+  the windows restricted to one group do not overlap, so each group's adjoint is movement only (a 3x3 stride-2 window:
+  4 groups of offsets, not 9 masked, zero-interleaved copies)."""
+  n = len(stride)
+  lead, outs, kernel = len(src_shape) - n, g.shape[len(g.shape) - 2 * n:len(g.shape) - n], g.shape[len(g.shape) - n:]
+  acc = None
+  for ms in itertools.product(*(range(ceildiv(k, st)) for k, st in zip(kernel, stride))):
+    group = tuple(slice(m * st, min(m * st + st, k)) for m, st, k in zip(ms, stride, kernel))
+    t = _disjoint_windows_grad(g[(slice(None),) * (lead + n) + group], stride, src_shape, outs, tuple(m * st for m, st in zip(ms, stride)))
+    acc = t if acc is None else acc + t
+  return acc
 
 def _disjoint_windows_grad(g: "Tensor", stride: tuple, src_shape: tuple, outs: tuple, shift: tuple) -> "Tensor":
   """The adjoint of windows that do not overlap (kernel <= stride, no dilation) starting at o*stride + shift, onto

@@ -1184,6 +1184,19 @@ class Tensor(MovementMixin, ProcessingMixin):
     st, dl = _tuple(stride, nk, "stride"), _tuple(dilation, nk, "dilation")
     pd, op = _tuple(padding, nk, "padding"), _tuple(output_padding, nk, "output_padding")
     cin, cout_g = weight.shape[:2]
+    if all(d == 1 for d in dl) and self.ndim == nk + 2 and cin == self.shape[1] and cin % groups == 0:
+      # each input element times the kernel (a reduce over Cin per group), the products summed into the output where
+      # their windows land (the adjoint of conv2d's windows, movement only): no zero-interleaved input to convolve
+      from tinygrad.gradient import windows_adjoint
+      n, ins, ks = self.shape[0], self.shape[2:], weight.shape[2:]
+      x = self.reshape((n, groups, cin // groups, 1) + (1,) * nk + ins)
+      w = weight.reshape((1, groups, cin // groups, cout_g) + ks + (1,) * nk)
+      cols = (x * w).sum(2).reshape((n, groups * cout_g) + ks + ins)
+      cols = cols.permute((0, 1) + tuple(range(2 + nk, 2 + 2 * nk)) + tuple(range(2, 2 + nk)))  # (N, Cout, *in, *kernel)
+      full = tuple((i - 1) * s + k for i, s, k in zip(ins, st, ks))
+      out = windows_adjoint(cols, st, (n, groups * cout_g) + full)
+      out = out.pad(((0, 0), (0, 0)) + tuple((0, o) for o in op)).shrink(((0, n), (0, groups * cout_g)) + tuple((p, f + o - p) for f, o, p in zip(full, op, pd)))
+      return out if bias is None else out + bias.reshape((1, groups * cout_g) + (1,) * nk)
     # dilate the input by the stride, pad by d*(k-1)-p, convolve with the flipped, transposed kernel
     x = self
     for j, s in enumerate(st):
