@@ -13,7 +13,7 @@ batches) and `eval average return: <r>` (greedy policy, fresh episodes; 500 is t
 """
 import argparse, math, time
 import numpy as np
-from tinygrad import Tensor, nn
+from tinygrad import Tensor, TinyJit, nn
 from common import trange  # examples/common.py
 
 MAX_STEPS = 500  # CartPole-v1's episode cap
@@ -64,8 +64,14 @@ def make_env(n: int, seed: int, force_numpy: bool):
   return NumpyCartPole(n, seed), "numpy CartPole"
 
 class Policy:
-  def __init__(self, hidden: int = 32): self.l1, self.l2 = nn.Linear(4, hidden), nn.Linear(hidden, 2)
+  def __init__(self, hidden: int = 32):
+    self.l1, self.l2 = nn.Linear(4, hidden), nn.Linear(hidden, 2)
+    # one action per environment and step: sampled (action 1 when a uniform draw falls below its probability) or greedy.
+    # Jitted: from the third step on, the step's kernels are replayed (with the parameters' current values and a new
+    # random draw) instead of building and scheduling the graph again, ~4x faster per step
+    self.sample, self.greedy = TinyJit(self._act), TinyJit(lambda obs: self(obs).argmax(-1).realize())
   def __call__(self, obs: Tensor) -> Tensor: return self.l2(self.l1(obs).tanh())  # action logits
+  def _act(self, obs: Tensor) -> Tensor: return (Tensor.rand(obs.shape[0]) < self(obs).softmax(-1)[:, 1]).realize()
 
 def rollout(env, policy: Policy, greedy: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Play one episode in every environment. Returns states (T, n, 4), actions (T, n) and the alive mask (T, n), T = 500:
@@ -74,10 +80,7 @@ def rollout(env, policy: Policy, greedy: bool = False) -> tuple[np.ndarray, np.n
   states, actions, mask = np.zeros((MAX_STEPS, n, 4), np.float32), np.zeros((MAX_STEPS, n), np.int32), np.zeros((MAX_STEPS, n), np.float32)
   obs, alive = env.reset(), np.ones(n, bool)
   for t in range(MAX_STEPS):
-    logits = policy(Tensor(obs))
-    # sample a ~ pi(.|s) in tinygrad: action 1 when a uniform draw falls below its probability
-    act = logits.argmax(-1) if greedy else (Tensor.rand(n) < logits.softmax(-1)[:, 1])
-    a = act.numpy().astype(np.int32)
+    a = (policy.greedy if greedy else policy.sample)(Tensor(obs)).numpy().astype(np.int32)
     states[t], actions[t], mask[t] = obs * alive[:, None], a, alive  # padding steps hold zeros
     obs, done = env.step(a, alive)
     alive = alive & ~done
