@@ -250,10 +250,18 @@ def test_conv2d_grad_matches_numeric(cfg, data):
   x, w, b = data.draw(arr(xs, -2, 2)), data.draw(arr(ws, -1, 1)), data.draw(arr((ws[0],), -1, 1))
   assert_grad_matches(lambda x, w, b: x.conv2d(w, b, **kw), x, w, b)
 
-def test_conv_transpose2d_grad_matches_numeric():
+TCONV = {  # ConvTranspose2d without dilation is the windows adjoint of the products (tensor.py); with dilation a convolution
+  "s2_p1_op1": ((1, 2, 3, 3), (2, 3, 3, 3), {"stride": 2, "padding": 1, "output_padding": 1}),
+  "s3_k2x4_groups": ((1, 4, 2, 3), (4, 1, 2, 4), {"stride": 3, "groups": 2}),
+  "s1_p2": ((2, 1, 3, 2), (1, 2, 3, 3), {"padding": 2}),
+  "s2_dilation2": ((1, 2, 3, 3), (2, 2, 2, 2), {"stride": 2, "dilation": 2, "output_padding": 1}),
+}
+
+@pytest.mark.parametrize("cfg", sorted(TCONV))
+def test_conv_transpose2d_grad_matches_numeric(cfg):
+  xs, ws, kw = TCONV[cfg]
   rng = np.random.default_rng(1)
-  x, w = rng.uniform(-2, 2, (1, 2, 3, 3)), rng.uniform(-1, 1, (2, 3, 3, 3))
-  assert_grad_matches(lambda x, w: x.conv_transpose2d(w, stride=2, padding=1, output_padding=1), x, w)
+  assert_grad_matches(lambda x, w: x.conv_transpose2d(w, **kw), rng.uniform(-2, 2, xs), rng.uniform(-1, 1, ws))
 
 POOL = {
   "max_k2": (lambda x: x.max_pool2d(2), (1, 2, 4, 4)),
