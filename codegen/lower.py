@@ -201,15 +201,18 @@ class Lowerer:
     if not rngs: return val
     return UOp(Ops.REDUCE, u.dtype, (val, *rngs), rop)
 
+PAD_CLAMP = "pad clamp"  # the arg of a clamp's MAX: codegen/opt.py drops them once the divisions are simplified
+
 def _clamped(i: UOp, n: int | UOp) -> UOp:
   """An index into a dimension of n, clamped to [0, n) where its bounds go past it: a PAD's inner index is i - b, out
   of range only where the PAD's mask is false. A RESHAPE flattens the index and divides it again; the simplifier takes
   (h*W + w) // W back to h only for h and w in range, so without the clamp a convolution's backward through padding
   kept every division (a ConvTranspose2d's weight gradient: ~2000 lines of index arithmetic per iteration). Where the
-  mask is true the clamp changes nothing. test_reshape_of_padded_index_simplifies"""
+  mask is true the clamp changes nothing, so codegen/opt.py drop_pad_clamps removes it again after simplification.
+  test_reshape_of_padded_index_simplifies"""
   if not isinstance(n, int): return i
-  if i.vmax > n - 1: i = ((i * -1).maximum(1 - n)) * -1  # min(i, n - 1)
-  return i.maximum(0) if i.vmin < 0 else i
+  if i.vmax > n - 1: i = UOp(Ops.MAX, i.dtype, (i * -1, i.const_like(1 - n)), PAD_CLAMP) * -1  # min(i, n - 1)
+  return UOp(Ops.MAX, i.dtype, (i, i.const_like(0)), PAD_CLAMP) if i.vmin < 0 else i
 
 def _is_onehot(u: UOp) -> bool:
   """`e == arange` (written (e != iota) != True), and its inner `!=`: kept inline so the gather fold

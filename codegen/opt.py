@@ -8,7 +8,7 @@ from tinygrad.dtype import dtypes
 from tinygrad.rewrite import UPat, PatternMatcher, graph_rewrite
 from tinygrad.helpers import prod, ceildiv
 from codegen.symbolic import affine, pm_symbolic
-from codegen.lower import reduce_identity
+from codegen.lower import reduce_identity, PAD_CLAMP
 
 HALFS = (dtypes.float16, dtypes.bfloat16)
 
@@ -47,6 +47,11 @@ def fold_onehot_reduce(red: UOp) -> UOp | None:
   return None
 
 pm_fold_onehot = PatternMatcher([(UPat(Ops.REDUCE, name="red"), fold_onehot_reduce)], name="fold_onehot")  # test_gather_is_one_load
+
+# a padded index's clamp (codegen/lower.py _clamped) let the divisions of a RESHAPE simplify; it is the identity in every
+# lane a PAD's mask keeps, so it goes before vectorising: an index affine in the vector lane is one masked vector load
+# again, not a gather (a depthwise convolution's input gradient). test_padded_index_clamp_is_dropped_for_vector_loads
+pm_drop_pad_clamps = PatternMatcher([(UPat(Ops.MAX, src=(UPat.var("x"), UPat.cvar()), arg=PAD_CLAMP), lambda x: x)], name="drop_pad_clamps")
 
 def store_reduced_values(sink: UOp) -> UOp:
   """out[i, j] = f(e(i, j), sum_j' e(i, j')) (softmax: exp(x - max) / sum exp(x - max)) computes e twice per element.
@@ -315,6 +320,7 @@ def optimize(sink: UOp, max_lanes: int, threads: int, noopt: bool) -> tuple[UOp,
   name = kernel_name(sink)
   noopt = noopt or any(p.op is Ops.DEFINE_VAR for p in sink.arg)
   sink = graph_rewrite(sink, pm_symbolic + pm_fold_onehot, name="simplify")
+  sink = graph_rewrite(sink, pm_drop_pad_clamps + pm_symbolic, name="drop pad clamps")
   sink = graph_rewrite(sink, pm_promote_half)
   if not noopt: sink = store_reduced_values(sink)
   vec = None if noopt else choose_vector_axis(sink, max_lanes)
