@@ -208,7 +208,7 @@ def _clamped(i: UOp, n: int | UOp) -> UOp:
   of range only where the PAD's mask is false. A RESHAPE flattens the index and divides it again; the simplifier takes
   (h*W + w) // W back to h only for h and w in range, so without the clamp a convolution's backward through padding
   kept every division (a ConvTranspose2d's weight gradient: ~2000 lines of index arithmetic per iteration). Where the
-  mask is true the clamp changes nothing, so codegen/opt.py drop_pad_clamps removes it again after simplification.
+  mask is true the clamp changes nothing, so codegen/opt.py pm_drop_pad_clamps removes it again after simplification.
   test_reshape_of_padded_index_simplifies"""
   if not isinstance(n, int): return i
   if i.vmax > n - 1: i = UOp(Ops.MAX, i.dtype, (i * -1, i.const_like(1 - n)), PAD_CLAMP) * -1  # min(i, n - 1)
