@@ -1195,7 +1195,8 @@ class Tensor(MovementMixin, ProcessingMixin):
       cols = cols.permute((0, 1) + tuple(range(2 + nk, 2 + 2 * nk)) + tuple(range(2, 2 + nk)))  # (N, Cout, *in, *kernel)
       full = tuple((i - 1) * s + k for i, s, k in zip(ins, st, ks))
       out = windows_adjoint(cols, st, (n, groups * cout_g) + full)
-      out = out.pad(((0, 0), (0, 0)) + tuple((0, o) for o in op)).shrink(((0, n), (0, groups * cout_g)) + tuple((p, f + o - p) for f, o, p in zip(full, op, pd)))
+      out = out.pad(((0, 0), (0, 0)) + tuple((0, o) for o in op))  # output_padding: zeros after the last window
+      out = out.shrink(((0, n), (0, groups * cout_g)) + tuple((p, f + o - p) for f, o, p in zip(full, op, pd)))
       return out if bias is None else out + bias.reshape((1, groups * cout_g) + (1,) * nk)
     # dilate the input by the stride, pad by d*(k-1)-p, convolve with the flipped, transposed kernel
     x = self
