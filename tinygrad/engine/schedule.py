@@ -192,18 +192,16 @@ def _build_kernels(to_realize: dict[UOp, None], groups: dict[UOp, tuple[UOp, ...
         while True:
           try: sink, inputs, inlined = lower(outs, lambda x: x not in outs and (x.op is Ops.BUFFER or x in to_realize), simplified)
           except NeedsRealize as e:
-            if e.node in outs:  # a member of the group is read by another member at another index: lower them apart
-              for o in outs: groups.pop(o, None)
-              outs = (u,)
+            if e.node not in outs:
+              assert e.node not in to_realize, f"schedule: {e.node.op} is to be realized and still inlined (it would repeat forever)"
+              to_realize[e.node] = None
               continue
-            assert e.node not in to_realize, f"schedule: {e.node.op} is to be realized and still inlined (it would repeat forever)"
-            to_realize[e.node] = None
-            continue
-          if len(outs) > 1 and any(x in outs for i in inputs for x in _local_graph(i, set(outs))):
-            for o in outs: groups.pop(o, None)  # the group reads a kernel that reads the group: a cycle, split it
-            outs = (u,)
-            continue
-          break
+            split = True  # a member of the group is read by another member at another index
+          else:  # or the group reads a kernel that reads the group: a cycle
+            split = len(outs) > 1 and any(x in outs for i in inputs for x in _local_graph(i, set(outs)))
+          if not split: break
+          for o in outs: groups.pop(o, None)  # lower u alone (the other members on their own turns)
+          outs = (u,)
         lowerings[outs] = _Lowering(sink, inputs, inlined, _reads(outs, to_realize))
       for o in outs: lowered[o] = (outs, sink, inputs)
       for r in inlined: inlined_by[r] = inlined_by.get(r, 0) + 1
