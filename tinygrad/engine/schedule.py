@@ -32,9 +32,10 @@ def _nonempty(u: UOp) -> bool: return not isinstance(u.size, int) or u.size > 0 
 
 def create_schedule(roots: list[UOp], multi_output: bool = True) -> list[ScheduleItem]:
   to_realize: dict[UOp, None] = {r: None for r in roots if not is_view_of_buffer(r) and _nonempty(r)}
-  for u in UOp(Ops.SINK, src=tuple(roots)).toposort():
+  nodes = UOp(Ops.SINK, src=tuple(roots)).toposort()
+  for u in nodes:
     if u.op in (Ops.CONTIGUOUS, Ops.COPY) and _nonempty(u): to_realize[u] = None
-  cut_long_chains(roots, to_realize)
+  cut_long_chains(nodes, to_realize)
   groups = output_groups(list(to_realize)) if multi_output else {}
   lowerings: dict[tuple[UOp, ...], _Lowering] = {}
   simplified: dict[UOp, UOp] = {}  # index expressions simplified so far, for every kernel's lowering
@@ -50,14 +51,14 @@ def create_schedule(roots: list[UOp], multi_output: bool = True) -> list[Schedul
 
 CHAIN_OPS = 64  # distinct elementwise ops after which a chain is cut (realized)
 
-def cut_long_chains(roots: list[UOp], to_realize: dict[UOp, None]) -> None:
+def cut_long_chains(nodes: list[UOp], to_realize: dict[UOp, None]) -> None:
   """Realize a chain of elementwise ops every CHAIN_OPS distinct ops. Inlined whole, a chain is computed again by
   every kernel that reads it: an LSTM unrolled over 16 steps carries its cell state through ~20 ops a step, and each of
   its backward kernels recomputed the chain from the first step (~15k lines of IR each, a 10.8 s first step). A node
   larger than every input its chain reads is not cut: it is a broadcast (a matmul's operands multiplied out; a
   random-number hash over a parameter's shape), cheaper to compute again than to store. test_long_elementwise_chain_is_cut"""
   cost: dict[UOp, tuple[int, int]] = {}  # node -> (ops of its tree since the last cut, the largest input read since)
-  for u in UOp(Ops.SINK, src=tuple(roots)).toposort():
+  for u in nodes:  # the schedule's graph, every node after its sources
     if u.op in (Ops.BUFFER, Ops.REDUCE, Ops.CONTIGUOUS, Ops.COPY) or u in to_realize or u.realized is not None:
       cost[u] = (0, u.size if isinstance(u.size, int) else 0)
       continue
