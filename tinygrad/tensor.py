@@ -1135,12 +1135,14 @@ class Tensor(MovementMixin, ProcessingMixin):
     for f in ll: x = f(x)
     return x
 
-  def _windows(self, kernel: tuple[int, ...], stride, dilation) -> Tensor:
-    """Sliding windows over the last len(kernel) dims: (..., i1, i2) -> (..., o1, o2, k1, k2), a view (Ops.WINDOWS)."""
+  def _windows(self, kernel: tuple[int, ...], stride, dilation, op: str) -> Tensor:
+    """Sliding windows over the last len(kernel) dims: (..., i1, i2) -> (..., o1, o2, k1, k2), a view (Ops.WINDOWS);
+    op names the caller in errors."""
     nk = len(kernel)
-    arg = WindowArg(tuple(kernel), _tuple(stride, nk, "stride"), _tuple(dilation, nk, "dilation"))
+    arg = WindowArg(tuple(kernel), _tuple(stride, nk, f"{op}: stride"), _tuple(dilation, nk, f"{op}: dilation"))
+    _check_positive(op, stride=arg.stride, dilation=arg.dilation)
     if any(arg.out_size(i, j) <= 0 for j, i in enumerate(self.shape[-nk:])):
-      raise ValueError(f"window: kernel {kernel} with dilation {arg.dilation} does not fit in input {self.shape[-nk:]}")
+      raise ValueError(f"{op}: kernel {kernel} with dilation {arg.dilation} does not fit in input {self.shape[-nk:]}")
     return self._new(UOp(Ops.WINDOWS, self.dtype, (self.uop,), arg))
 
   def conv2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride=1, dilation=1, padding=0) -> Tensor:
@@ -1168,7 +1170,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     # there took 330 ms instead of 30 in resnet_mnist's evaluation).
     x = self
     if any(p != (0, 0) for p in pads): x = (x if _is_buffer(_resolved(x.uop)) else x.contiguous()).pad(((0, 0), (0, 0)) + tuple(pads)).contiguous()
-    w = x._windows(weight.shape[2:], stride, dilation)  # (N, Cin, *out, *kernel)
+    w = x._windows(weight.shape[2:], stride, dilation, "conv2d")  # (N, Cin, *out, *kernel)
     out_sp = w.shape[2:2 + nk]
     # kernel axes before output axes: the input gradient's windows (a reduce over Cout, stored in this order) are then
     # read along the output's rows with vector loads, not gathered across kernel offsets
@@ -1184,7 +1186,15 @@ class Tensor(MovementMixin, ProcessingMixin):
     st, dl = _tuple(stride, nk, "stride"), _tuple(dilation, nk, "dilation")
     pd, op = _tuple(padding, nk, "padding"), _tuple(output_padding, nk, "output_padding")
     cin, cout_g = weight.shape[:2]
-    if all(d == 1 for d in dl) and self.ndim == nk + 2 and cin == self.shape[1] and cin % groups == 0:
+    if self.ndim != nk + 2 or cin != self.shape[1] or cin % groups:
+      raise ValueError(f"conv_transpose2d: input of shape {self.shape} does not match weight of shape {weight.shape} with "
+                       f"groups={groups} (need an input (N, {cin}, ...) with {nk} spatial dims, and {cin} divisible by groups)")
+    _check_positive("conv_transpose2d", stride=st, dilation=dl)
+    if any(p < 0 for p in pd) or any(not 0 <= o < max(s, d) for o, s, d in zip(op, st, dl)):
+      raise ValueError(f"conv_transpose2d: padding {pd} must be >= 0 and output_padding {op} >= 0 and below max(stride, dilation)")
+    if any((i - 1) * s - 2 * p + d * (k - 1) + o + 1 <= 0 for i, s, p, d, k, o in zip(self.shape[2:], st, pd, dl, weight.shape[2:], op)):
+      raise ValueError(f"conv_transpose2d: padding {pd} leaves no output for input {self.shape[2:]}, kernel {weight.shape[2:]}, stride {st}")
+    if all(d == 1 for d in dl):
       # each input element times the kernel (a reduce over Cin per group), the products summed into the output where
       # their windows land (the adjoint of conv2d's windows, movement only): no zero-interleaved input to convolve
       from tinygrad.gradient import windows_adjoint
@@ -1220,15 +1230,15 @@ class Tensor(MovementMixin, ProcessingMixin):
     k = _tuple(kernel_size, 2, "kernel_size")
     if ceil_mode: raise NotImplementedError("max_pool2d: ceil_mode=True is not supported")
     x = self._pool_pad(k, padding, -math.inf if dtypes.is_float(self.dtype) else dtypes.min(self.dtype))
-    return x._windows(k, k if stride is None else stride, dilation).max((-2, -1))
+    return x._windows(k, k if stride is None else stride, dilation, "max_pool2d").max((-2, -1))
   def avg_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0, ceil_mode: bool = False, count_include_pad: bool = True) -> Tensor:
     k = _tuple(kernel_size, 2, "kernel_size")
     if ceil_mode: raise NotImplementedError("avg_pool2d: ceil_mode=True is not supported")
     x = self._pool_pad(k, padding, 0.0)
     s = k if stride is None else stride
-    summed = x._windows(k, s, dilation).sum((-2, -1))
+    summed = x._windows(k, s, dilation, "avg_pool2d").sum((-2, -1))
     if count_include_pad or not any(_tuple(padding, 2, "padding")): return summed / prod(k)
-    ones = Tensor.ones(self.shape[-2:], device=self.device)._pool_pad(k, padding, 0.0)._windows(k, s, dilation).sum((-2, -1))
+    ones = Tensor.ones(self.shape[-2:], device=self.device)._pool_pad(k, padding, 0.0)._windows(k, s, dilation, "avg_pool2d").sum((-2, -1))
     return summed / ones
 
   def dropout(self, p: float = 0.5) -> Tensor:
@@ -1356,6 +1366,10 @@ def _reaches(root: UOp, nodes: set[UOp]) -> bool:
     seen.add(u)
     stack.extend(u.src)
   return False
+
+def _check_positive(op: str, **params: tuple[int, ...]) -> None:
+  for name, v in params.items():
+    if any(not isinstance(x, int) or x < 1 for x in v): raise ValueError(f"{op}: {name} must be positive integers, got {v}")
 
 def _tuple(x, n: int, what: str) -> tuple[int, ...]:
   if isinstance(x, int): return (x,) * n

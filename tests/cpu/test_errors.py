@@ -172,3 +172,27 @@ def test_item_of_several_elements_names_the_shape():
 def test_unsupported_dtype_name_raises_type_error():
   with pytest.raises((TypeError, AttributeError, ValueError)):
     Tensor.ones(2).cast("complex64")
+
+WINDOW_ERRORS = {  # (op names accepted, the call, shapes the message must show)
+  "conv2d stride 0": (("conv2d",), lambda: Tensor.ones(2, 4, 5, 5).conv2d(Tensor.ones(2, 4, 3, 3), stride=0), ()),
+  "conv2d dilation 0": (("conv2d",), lambda: Tensor.ones(2, 4, 5, 5).conv2d(Tensor.ones(2, 4, 3, 3), dilation=0), ()),
+  "max_pool2d stride 0": (("max_pool2d",), lambda: Tensor.ones(2, 4, 5, 5).max_pool2d(2, stride=0), ()),
+  "avg_pool2d too large": (("avg_pool2d",), lambda: Tensor.ones(2, 4, 5, 5).avg_pool2d(7), ((5, 5),)),
+  "conv_transpose2d channels": (("conv_transpose2d",), lambda: Tensor.ones(2, 3, 5, 5).conv_transpose2d(Tensor.ones(4, 2, 3, 3)),
+                                ((2, 3, 5, 5), (4, 2, 3, 3))),
+  "conv_transpose2d groups": (("conv_transpose2d",), lambda: Tensor.ones(2, 4, 5, 5).conv_transpose2d(Tensor.ones(4, 2, 3, 3), groups=3),
+                              ((2, 4, 5, 5), (4, 2, 3, 3))),
+  "conv_transpose2d stride 0": (("conv_transpose2d",), lambda: Tensor.ones(2, 4, 5, 5).conv_transpose2d(Tensor.ones(4, 2, 3, 3), stride=0), ()),
+  "conv_transpose2d output_padding": (("conv_transpose2d",),
+                                      lambda: Tensor.ones(2, 4, 5, 5).conv_transpose2d(Tensor.ones(4, 2, 3, 3), stride=2, output_padding=2), ()),
+  "conv_transpose2d negative padding": (("conv_transpose2d",), lambda: Tensor.ones(2, 4, 5, 5).conv_transpose2d(Tensor.ones(4, 2, 3, 3), padding=-1), ()),
+  "conv_transpose2d no output": (("conv_transpose2d",), lambda: Tensor.ones(2, 4, 1, 1).conv_transpose2d(Tensor.ones(4, 2, 1, 1), padding=1), ((1, 1),)),
+}
+
+@pytest.mark.parametrize("case", sorted(WINDOW_ERRORS))
+def test_window_op_errors_name_the_op(case):
+  # stride and dilation below 1 divided by zero or computed nonsense; conv_transpose2d's bad shapes surfaced as a
+  # reshape's or conv2d's error
+  ops, fn, shapes_shown = WINDOW_ERRORS[case]
+  with pytest.raises(ValueError) as exc: fn()
+  assert_names(exc, ops, *shapes_shown)

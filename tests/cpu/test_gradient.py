@@ -253,7 +253,7 @@ def test_conv2d_grad_matches_numeric(cfg, data):
 TCONV = {  # ConvTranspose2d without dilation is the windows adjoint of the products (tensor.py); with dilation a convolution
   "s2_p1_op1": ((1, 2, 3, 3), (2, 3, 3, 3), {"stride": 2, "padding": 1, "output_padding": 1}),
   "s3_k2x4_groups": ((1, 4, 2, 3), (4, 1, 2, 4), {"stride": 3, "groups": 2}),
-  "s1_p2": ((2, 1, 3, 2), (1, 2, 3, 3), {"padding": 2}),
+  "s1_p1": ((2, 1, 3, 2), (1, 2, 3, 3), {"padding": 1}),
   "s2_dilation2": ((1, 2, 3, 3), (2, 2, 2, 2), {"stride": 2, "dilation": 2, "output_padding": 1}),
 }
 

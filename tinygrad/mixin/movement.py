@@ -69,7 +69,7 @@ class MovementMixin:
     out_shape = self.shape[:d] + ((n - size) // step + 1,) + self.shape[d + 1:] + (size,)
     if prod(out_shape) == 0: return self.flatten().shrink(((0, 0),)).reshape(out_shape)
     last = tuple(j for j in range(self.ndim) if j != d) + (d,)
-    w = self.permute(last)._windows((size,), step, 1)  # (..., windows, size)
+    w = self.permute(last)._windows((size,), step, 1, "unfold")  # (..., windows, size)
     return w.permute(tuple(range(d)) + (self.ndim - 1,) + tuple(range(d, self.ndim - 1)) + (self.ndim,))
 
   def diag(self: Tensor) -> Tensor:
