@@ -1174,7 +1174,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     out_sp = w.shape[2:2 + nk]
     # kernel axes before output axes: the input gradient's windows (a reduce over Cout, stored in this order) are then
     # read along the output's rows with vector loads, not gathered across kernel offsets
-    w = w.permute((0, 1) + tuple(range(2 + nk, 2 + 2 * nk)) + tuple(range(2, 2 + nk)))
+    w = w.permute(_swap_blocks(nk))
     w = w.reshape((n, groups, 1, cin_g) + weight.shape[2:] + out_sp)
     k = weight.reshape((1, groups, cout // groups, cin_g) + weight.shape[2:] + (1,) * nk)
     out = (w * k).sum(tuple(range(3, 4 + nk))).reshape((n, cout) + out_sp)
@@ -1202,7 +1202,7 @@ class Tensor(MovementMixin, ProcessingMixin):
       x = self.reshape((n, groups, cin // groups, 1) + (1,) * nk + ins)
       w = weight.reshape((1, groups, cin // groups, cout_g) + ks + (1,) * nk)
       cols = (x * w).sum(2).reshape((n, groups * cout_g) + ks + ins)
-      cols = cols.permute((0, 1) + tuple(range(2 + nk, 2 + 2 * nk)) + tuple(range(2, 2 + nk)))  # (N, Cout, *in, *kernel)
+      cols = cols.permute(_swap_blocks(nk))  # (N, Cout, *in, *kernel)
       full = tuple((i - 1) * s + k for i, s, k in zip(ins, st, ks))
       out = windows_adjoint(cols, st, (n, groups * cout_g) + full)
       out = out.pad(((0, 0), (0, 0)) + tuple((0, o) for o in op))  # output_padding: zeros after the last window
@@ -1366,6 +1366,11 @@ def _reaches(root: UOp, nodes: set[UOp]) -> bool:
     seen.add(u)
     stack.extend(u.src)
   return False
+
+def _swap_blocks(nk: int) -> tuple[int, ...]:
+  """The permutation (N, C, *a, *b) -> (N, C, *b, *a) for two blocks of nk axes (it is its own inverse): a convolution's
+  output and kernel axes."""
+  return (0, 1) + tuple(range(2 + nk, 2 + 2 * nk)) + tuple(range(2, 2 + nk))
 
 def _check_positive(op: str, **params: tuple[int, ...]) -> None:
   for name, v in params.items():
