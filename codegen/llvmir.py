@@ -51,8 +51,12 @@ def _i32_divmod(u: UOp) -> bool:
 # loop is unrolled completely when its copies (with any loops inside them, also unrolled) take at most UNROLL_LINES
 # lines of IR: a 3x3 convolution window, ten classes. An innermost loop is otherwise unrolled by 4 or 2 within
 # PARTIAL_LINES: a row sum's one accumulator chain, a weight gradient's loop over a batch of 128 (each ~5% slower as a
-# loop). The copies accumulate in the loop's order. test_reduce_loops_are_unrolled_in_the_ir
-UNROLL_LINES, PARTIAL_LINES = 640, 300
+# loop). test_reduce_loops_are_unrolled_in_the_ir
+# A loop updating fewer than ACC_CHAINS accumulators gives its copies separate ones (copy k adds into the k % n-th),
+# combined after the loop: one accumulator is one chain of dependent adds (4 cycles each), which held a full sum to
+# ~100 GB/s from the caches. A register-tiled matmul's dozen accumulators are left alone.
+# test_one_accumulator_is_split_across_unrolled_copies
+UNROLL_LINES, PARTIAL_LINES, ACC_CHAINS = 640, 300, 4
 
 class LLVMRenderer:
   def __init__(self, vector_bits: int = 512): self.vector_bits = vector_bits
@@ -127,15 +131,19 @@ class LLVMRenderer:
       self.block(b)
       copy = self.lines[mark:]
       if len(copy) * r.arg.end <= UNROLL_LINES and all(ln.startswith(" ") for ln in copy):  # no label: no loop inside
+        chains, init = self.split_accumulators(b, r.arg.end)
+        self.lines += init
         for k in range(1, r.arg.end):
           self.names[r] = str(k)
-          self.block(b)
+          self.block_with_accumulators(b, chains, k)
+        self.combine_accumulators(chains)
         return
       del self.lines[mark:]
       self.cur_block = block_name
     i = r.arg.id
     start, end = ("%start", "%end") if r is self.thread_range else ("0", self.val(r.src[0]) if r.src else str(r.arg.end))
     pre, hdr, ext = self.cur_block, f"loop{i}", f"exit{i}"
+    init_at = len(self.lines)
     if r is self.thread_range or r.src:  # an empty [start, end) (a symbolic size can be 0) must not run the body once
       guard = self.tmp()
       self.emit(f"{guard} = icmp slt i64 {start}, {end}")
@@ -152,17 +160,53 @@ class LLVMRenderer:
     step = 1
     if unrollable and not any(isinstance(it, Block) for it in b.items):
       step = next((f for f in (4, 2) if r.arg.end % f == 0 and r.arg.end >= 2 * f and (len(self.lines) - mark) * f <= PARTIAL_LINES), 1)
+    chains, init = self.split_accumulators(b, step)
     for k in range(1, step):  # copy k at r + k; the loop steps by `step`
       self.names[r] = self.tmp()
       self.emit(f"{self.names[r]} = add nuw nsw i64 {name}, {k}")
-      self.block(b)
+      self.block_with_accumulators(b, chains, k)
     nxt, cond = self.tmp(), self.tmp()
     self.emit(f"{nxt} = add nuw nsw i64 {name}, {step}")
     self.emit(f"{cond} = icmp slt i64 {nxt}, {end}")
     self.emit(f"br i1 {cond}, label %{hdr}, label %{ext}")
     self.lines[phi_at] = f"  {name} = phi i64 [{start}, %{pre}], [{nxt}, %{self.cur_block}]"
+    self.lines[init_at:init_at] = init  # the extra accumulators start before the loop
     self.lines.append(f"{ext}:")
     self.cur_block = ext
+    self.combine_accumulators(chains)
+
+  def split_accumulators(self, b: Block, copies: int) -> tuple[list[tuple[UOp, list[str]]], list[str]]:
+    """For each accumulator defined outside loop b that its body updates, the allocas its `copies` copies add into
+    (the first is its own), when there are fewer than ACC_CHAINS of them; and the lines starting the new ones."""
+    accs = list(dict.fromkeys(u.src[0] for u in b.items if isinstance(u, UOp) and u.op is Ops.ACCUMULATE and u.src[0] not in b.items))
+    n = min(copies, ACC_CHAINS // len(accs)) if accs else 1
+    if n < 2: return [], []
+    chains, init = [], []
+    for acc in accs:
+      names = [self.names[acc]]
+      for _ in range(1, n):
+        names.append(a := f"%acc{len(self.allocas)}")
+        self.allocas.append(f"  {a} = alloca {ltype(acc.dtype)}, align 64")
+        init.append(f"  store {ltype(acc.dtype)} {self.val(UOp.const(acc.dtype, reduce_identity(acc.arg.arg, acc.dtype.scalar)))}, ptr {a}")
+      chains.append((acc, names))
+    return chains, init
+
+  def block_with_accumulators(self, b: Block, chains: list[tuple[UOp, list[str]]], k: int) -> None:
+    """Copy k of loop b's body, its ACCUMULATEs adding into the (k % n)-th of their accumulators."""
+    for acc, names in chains: self.names[acc] = names[k % len(names)]
+    self.block(b)
+    for acc, names in chains: self.names[acc] = names[0]
+
+  def combine_accumulators(self, chains: list[tuple[UOp, list[str]]]) -> None:
+    for acc, names in chains:
+      t = ltype(acc.dtype)
+      parts = []
+      for a in names:
+        parts.append(self.tmp())
+        self.emit(f"{parts[-1]} = load {t}, ptr {a}")
+      while len(parts) > 1:  # pairwise
+        parts = [self.binary(acc.arg.arg, acc.dtype, x, y, acc.dtype) for x, y in zip(parts[::2], parts[1::2])] + parts[len(parts) // 2 * 2:]
+      self.emit(f"store {t} {parts[0]}, ptr {names[0]}")
 
   def gep(self, buf: UOp, idx: str, idx_dtype: DType, inbounds: bool = True) -> str:
     p = self.tmp()

@@ -260,12 +260,41 @@ def test_reduce_loops_are_unrolled_in_the_ir(capsys):
   np.testing.assert_array_equal(rsum.numpy(), rows.sum(1))
   np.testing.assert_array_equal(dsum.numpy(), deep.sum((1, 2)))
 
+def test_one_accumulator_is_split_across_unrolled_copies(capsys):
+  # codegen/llvmir.py split_accumulators: a row sum's unrolled copies add into 4 accumulators (one chain of dependent
+  # adds held it to the adder's latency), a short row's completely unrolled copies too; a matmul's tile of
+  # accumulators is left as it is. A NaN or inf in any copy's share still reaches the result.
+  rng = np.random.default_rng(11)
+  rows, short, a, b = rng.standard_normal((8, 4096)), rng.standard_normal((64, 128)), rng.standard_normal((64, 96)), rng.standard_normal((96, 80))
+  rows[3, 17], rows[5, 4000], short[2, 50] = np.nan, np.inf, -np.inf
+  rows, short, a, b = (x.astype(np.float32) for x in (rows, short, a, b))
+  def kernel_ir(make) -> tuple[Tensor, str]:
+    with Context(DEBUG=4, CACHELEVEL=0):
+      out = make().realize()
+    ir = capsys.readouterr().out
+    return out, ir.split("\n// ")[0]  # the first kernel's IR
+  def accs(k: str) -> int: return len(re.findall(r"^  %acc\d+ = alloca", k, re.M))
+  rsum, sum_ir = kernel_ir(lambda: t(rows).sum(1))
+  after_loop = sum_ir.split("\nexit1:\n")[1]
+  assert accs(sum_ir) == 4 and len(re.findall(r"= fadd contract <16 x float> %v\d+, %v\d+\n", after_loop)) == 3, "4 chains, added pairwise"
+  rmax, max_ir = kernel_ir(lambda: t(rows).max(1) + 0)
+  assert accs(max_ir) == 4
+  ssum, short_ir = kernel_ir(lambda: t(short).sum(1))
+  assert accs(short_ir) == 4 and "loop1:" not in short_ir, "the completely unrolled copies of a short row too"
+  mm, mm_ir = kernel_ir(lambda: t(a) @ t(b))
+  assert accs(mm_ir) >= 4 and not re.search(r"^exit\d+:\n  %v\d+ = load .* %acc\d+\n  %v\d+ = load .* %acc\d+\n  %v\d+ = fadd", mm_ir, re.M), \
+    "a matmul keeps its tile's accumulators, none combined after its loop"
+  np.testing.assert_allclose(rsum.numpy(), rows.astype(np.float64).sum(1), rtol=1e-5, atol=1e-3)
+  np.testing.assert_array_equal(rmax.numpy(), rows.max(1))
+  np.testing.assert_allclose(ssum.numpy(), short.astype(np.float64).sum(1), rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(mm.numpy(), a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
 @examples(25)
 @given(name=st.sampled_from(["float32", "int32", "float16"]), rows=st.integers(1, 3), n=st.integers(33, 1100),
        op=st.sampled_from(["sum", "max"]), data=st.data())
 def test_long_reduce_loops_unrolled_by_2_or_4_match_numpy(name, rows, n, op, data):
   # codegen/llvmir.py: a reduce loop of n/lanes iterations (masked tail or not) is unrolled by 4 when that divides it,
-  # else by 2, else stays a plain loop; the copies accumulate in loop order, so small integers sum exactly
+  # else by 2, else stays a plain loop; the copies add into separate accumulators (small integers still sum exactly)
   a = ints(data, (rows, n), name)
   if op == "max": assert_exact(t(a).max(1), a.max(1), name)
   else: assert_exact(t(a).sum(1), a.sum(1, dtype=np.int64), name)
