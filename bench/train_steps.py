@@ -8,7 +8,8 @@ MODEL: resnet (examples/resnet_mnist.py), cnn (examples/mnist_cnn.py), lenet (co
 pool (convs at full resolution with 2x2 max-pools), stride (strided convs), dw (depthwise-separable + avg-pool), ae
 (conv autoencoder with ConvTranspose2d), rnn (LSTMCell 8 -> 32 unrolled 16 steps), tf (2-block transformer, d 64, T
 32), unet (pool, GroupNorm, nearest upsample, concat), seq (Conv1d, GroupNorm, gelu), misc (dilated conv, overlapping
-avg and max pools, LayerNorm, silu), bag (Embedding 5000 x 64, mean of 50 tokens).
+avg and max pools, LayerNorm, silu), bag (Embedding 5000 x 64, mean of 50 tokens), mlp (bench.py's MLP 784-512-512-10,
+batch 128).
 Prints the first step's time (compiling included) and loss, the loss after R + 2 steps, the number of kernels a step
 runs and the sum of each kernel's fastest time over R timed steps, then the N slowest kernels (time, lines of LLVM
 IR, output elements, counted ops, name). Data is random; the disk cache is used as usual (CACHELEVEL=0 to compile).
@@ -105,6 +106,10 @@ class Misc:
     x = self.c2(x).leaky_relu().max_pool2d(3, stride=2, padding=1).mean((2, 3))
     return self.fc(self.norm(x).silu())
 
+class MLP:
+  def __init__(self): self.l1, self.l2, self.l3 = nn.Linear(784, 512), nn.Linear(512, 512), nn.Linear(512, 10)
+  def __call__(self, x: Tensor) -> Tensor: return self.l3(self.l2(self.l1(x.flatten(1)).relu()).relu())
+
 class Bag:
   def __init__(self): self.emb, self.fc = nn.Embedding(5000, 64), nn.Linear(64, 10)
   def __call__(self, t: Tensor) -> Tensor: return self.fc(self.emb(t).mean(1))
@@ -132,10 +137,10 @@ def make(name: str, rng):
   if name == "rnn": return (m := LSTM()), ce(m, Tensor(rng.standard_normal((64, 16, 8)).astype(np.float32)), _labels(rng, 64))
   if name == "seq": return (m := Conv1dNet()), ce(m, Tensor(rng.standard_normal((64, 8, 100)).astype(np.float32)), _labels(rng, 64))
   if name == "bag": return (m := Bag()), ce(m, Tensor(rng.integers(0, 5000, (64, 50)).astype(np.int32)), _labels(rng, 64))
-  cls, n = {"lenet": (LeNet, 64), "pool": (PoolCNN, 128), "stride": (StrideCNN, 128), "dw": (Depthwise, 64), "misc": (Misc, 64)}[name]
+  cls, n = {"lenet": (LeNet, 64), "pool": (PoolCNN, 128), "stride": (StrideCNN, 128), "dw": (Depthwise, 64), "misc": (Misc, 64), "mlp": (MLP, 128)}[name]
   return (m := cls()), ce(m, _images(rng, n), _labels(rng, n))
 
-MODELS = ("resnet", "cnn", "lenet", "pool", "stride", "dw", "ae", "rnn", "tf", "unet", "seq", "misc", "bag")
+MODELS = ("resnet", "cnn", "lenet", "pool", "stride", "dw", "ae", "rnn", "tf", "unet", "seq", "misc", "bag", "mlp")
 
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

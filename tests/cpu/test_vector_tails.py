@@ -205,6 +205,21 @@ def test_padded_row_is_one_masked_load(capsys):
   assert "llvm.masked.load.v16f32" in ir and "extractelement" not in ir
   np.testing.assert_array_equal(out.numpy(), np.pad(a, ((0, 0), (3, 5))) * 2)
 
+def test_flatten_of_realized_images_is_contiguous(capsys):
+  # codegen/lower.py: a reshape of a reshape reads the first one's source. A realized (N, 1, 6, 7) batch is a reshape
+  # of its buffer; flattened for a Linear layer, the index went through both ((r // 7) * 7 + r % 7, which the
+  # simplifier keeps), so the matmul was vectorised along its output with a gather per lane instead of along the reduce
+  rng = np.random.default_rng(4)
+  x, w = rng.standard_normal((32, 1, 6, 7)).astype(np.float32), rng.standard_normal((24, 42)).astype(np.float32)
+  xt = t(x).realize()
+  with Context(DEBUG=4, CACHELEVEL=0): out = (xt.flatten(1) @ t(w).T).realize()
+  ir = capsys.readouterr().out
+  assert "vector=('reduce', " in ir and not re.search(r"\b[us](div|rem) ", ir) and "extractelement" not in ir
+  np.testing.assert_allclose(out.numpy(), x.reshape(32, 42).astype(np.float64) @ w.T, rtol=1e-5, atol=1e-5)
+  # through a chain of views the values stay right: unflatten, flatten and reshape again
+  y = (xt.reshape(32, 42).reshape(4, 8, 6, 7).flatten(2) * 2).realize()
+  np.testing.assert_array_equal(y.numpy(), x.reshape(4, 8, 42) * 2)
+
 def test_column_sum_keeps_four_accumulators(capsys):
   # a sum over rows of a (128, 512) matrix: every load moves with the vector loop, so nothing is shared, yet four
   # vectors of each row are summed side by side (four accumulators, 64 contiguous floats per row read)
