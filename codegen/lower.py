@@ -177,15 +177,9 @@ class Lowerer:
           nidx.append(self.simplify(i - b) if b else i)
         inner = self.eval(src, tuple(nidx))
         return inner if valid is None else valid.where(inner, inner.const_like(0))
-      if op is Ops.RESHAPE:
-        # a reshape of a reshape reads the first one's source: one flatten and one division, where two left
-        # (h // 28) * 28 + h % 28 that the simplifier keeps (a realized image batch flattened for a Linear layer: its
-        # matmul was not vectorised along the reduce). test_flatten_of_realized_images_is_contiguous
-        while src.op is Ops.RESHAPE and not self.is_realized(src): src = src.src[0]
-        # a RESHAPE of a realized buffer reads it at the flat index (no division): it stays affine, so a padded row is
-        # still one masked vector load (test_padded_row_is_one_masked_load); any other is divided apart again
-        if not (self.is_realized(src) or src.op is Ops.BUFFER): idx = tuple(_clamped(i, n) for i, n in zip(idx, u.shape))
-        return self.eval(src, tuple(self.simplify(i) for i in unflat_index(flat_index(idx, u.shape), src.shape)))
+      # a RESHAPE of a realized buffer reads it at the flat index (no division): it stays affine, so a padded row is
+      # still one masked vector load (test_padded_row_is_one_masked_load); any other is divided apart again
+      if op is Ops.RESHAPE and not (self.is_realized(src) or src.op is Ops.BUFFER): idx = tuple(_clamped(i, n) for i, n in zip(idx, u.shape))
       return self.eval(src, tuple(self.simplify(i) for i in move_index(u, idx)))
     if op is Ops.REDUCE: return self.eval_reduce(u, idx)
     raise NotImplementedError(f"lowering of {op} is not supported")

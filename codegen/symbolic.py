@@ -62,6 +62,31 @@ def simplify_divmod(x: UOp, c: UOp, is_mod: bool) -> UOp | None:
     return (a % d) + build_affine(b_terms, k % g, x) if is_mod else a // d
   return None
 
+def _div_of(y: UOp, c: int) -> UOp:
+  """y // c in the form the rules below leave it: (z // a) // c is z // (a*c)."""
+  if y.op is Ops.IDIV and y.src[1].op is Ops.CONST and y.src[1].arg > 0 and y.src[0].vmin >= 0: return y.src[0] // (y.src[1].arg * c)
+  return y // c
+
+def _is_divmod_term(x: UOp) -> bool:  # x // c or x % c, times k or not: a sum holding a pair has one as its last term
+  return x.op in (Ops.MOD, Ops.IDIV) or (x.op is Ops.MUL and x.src[0].op in (Ops.MOD, Ops.IDIV))
+
+def recombine_divmod(u: UOp) -> UOp | None:
+  """(y // c)*k*c + (y % c)*k -> y*k in a sum: an index flattened, divided apart and flattened again (a reshape read
+  through another view: r // 28 * 28 + r % 28 is r). Exact for truncating division too. Applied until no pair is left:
+  (r // 36)*36 + ((r // 6) % 6)*6 + r % 6 is (r // 6)*6 + r % 6, then r. test_flatten_of_unflattened_index_is_affine"""
+  if not dtypes.is_int(u.dtype) or u.dtype.count > 1 or not any(_is_divmod_term(x) for x in u.src): return None
+  terms, k = affine(u)
+  changed = False
+  while (pair := next(((m, d) for m, v in terms.items() if m.op is Ops.MOD and m.src[1].op is Ops.CONST and m.src[1].arg > 0 and
+                       terms.get(d := _div_of(m.src[0], m.src[1].arg)) == v * m.src[1].arg), None)) is not None:
+    m, d = pair
+    v = terms.pop(m)
+    del terms[d]
+    terms[m.src[0]] = terms.get(m.src[0], 0) + v
+    if terms[m.src[0]] == 0: del terms[m.src[0]]
+    changed = True
+  return build_affine(terms, k, u) if changed else None
+
 def fold_const(u: UOp) -> UOp | None:
   if u.op not in FOLDABLE or not all(s.op is Ops.CONST for s in u.src): return None
   if dtypes.is_float(u.dtype) and u.op in (Ops.IDIV, Ops.MOD): return None
@@ -98,6 +123,7 @@ pm_symbolic = PatternMatcher([
    lambda x, y, c: x * c + y * c if _is_int(x) and x.dtype == dtypes.index else None),
   (UPat(Ops.ADD, src=(UPat(Ops.ADD, src=(UPat.var("x"), UPat.cvar("c"))), UPat.var("y"))),     # (x+c)+y -> (x+y)+c
    lambda x, c, y: (x + y) + c if _is_int(x) and y.op is not Ops.CONST else None),
+  (UPat(Ops.ADD, name="u"), recombine_divmod),                                       # (y//c)*c + y%c -> y
   (UPat(Ops.IDIV, src=(UPat.var("x"), UPat.cvar("c"))), lambda x, c: simplify_divmod(x, c, False)),  # test_divmod_*
   (UPat(Ops.MOD, src=(UPat.var("x"), UPat.cvar("c"))), lambda x, c: simplify_divmod(x, c, True)),
   (UPat(Ops.IDIV, src=(UPat(Ops.IDIV, src=(UPat.var("x"), UPat.cvar("a"))), UPat.cvar("b"))),  # (x//a)//b -> x//(a*b)

@@ -206,9 +206,9 @@ def test_padded_row_is_one_masked_load(capsys):
   np.testing.assert_array_equal(out.numpy(), np.pad(a, ((0, 0), (3, 5))) * 2)
 
 def test_flatten_of_realized_images_is_contiguous(capsys):
-  # codegen/lower.py: a reshape of a reshape reads the first one's source. A realized (N, 1, 6, 7) batch is a reshape
-  # of its buffer; flattened for a Linear layer, the index went through both ((r // 7) * 7 + r % 7, which the
-  # simplifier keeps), so the matmul was vectorised along its output with a gather per lane instead of along the reduce
+  # codegen/symbolic.py recombine_divmod: a realized (N, 1, 6, 7) batch is a reshape of its buffer; flattened for a
+  # Linear layer, the index went through both reshapes ((r // 7) * 7 + r % 7, which the simplifier kept), so the
+  # matmul was vectorised along its output with a gather per lane instead of along the reduce
   rng = np.random.default_rng(4)
   x, w = rng.standard_normal((32, 1, 6, 7)).astype(np.float32), rng.standard_normal((24, 42)).astype(np.float32)
   xt = t(x).realize()

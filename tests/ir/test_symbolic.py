@@ -1,4 +1,5 @@
 """Symbolic simplification of index arithmetic and constant folding (codegen.symbolic)."""
+import math
 from hypothesis import given, settings, strategies as st
 from tinygrad.uop import UOp, Ops, RangeArg
 from tinygrad.dtype import dtypes
@@ -66,6 +67,32 @@ def test_divmod_with_any_coefficients_is_exact(a, b, ca, cb, d, k):
     for iv in range(a):
       for jv in range(b):
         assert evaluate(s, {i: iv, j: jv}) == f(iv * ca + jv * cb + k)
+
+def test_flatten_of_unflattened_index_is_affine():
+  # a (128, 32, 6, 6) activation read through its flattened (128, 1152) view: the buffer's flat index is b*1152 + r
+  b, r = rng(0, 128), rng(1, 1152)
+  e = b * 1152 + ((r // 36) % 32) * 36 + ((r // 6) % 6) * 6 + r % 6
+  assert simp(e) is simp(b * 1152 + r)
+  j = rng(2, 50)
+  assert simp((j // 7) * 14 + (j % 7) * 2 + 3) is simp(j * 2 + 3), "a common factor k"
+  assert simp((j // 7) * 7 + j % 5) is not simp(j), "unrelated divisors stay"
+
+@settings(max_examples=200, deadline=None)
+@given(dims=st.lists(st.integers(1, 7), min_size=1, max_size=4), outer=st.integers(1, 5), k=st.integers(1, 3), data=st.data())
+def test_unflatten_then_flatten_is_exact(dims, outer, k, data):
+  """An index unflattened into (outer, *dims) and flattened again, its terms added in any order and times k: no division
+  is left, and it is k times the index for every value."""
+  from codegen.lower import unflat_index, strides_for
+  size = math.prod(dims)
+  o, x = rng(0, outer), rng(1, size)
+  shape = (outer, *dims)
+  parts = [p * s_ for p, s_ in zip(unflat_index(o * size + x, shape), strides_for(shape))]
+  e = None
+  for p in data.draw(st.permutations(parts), label="order"): e = p * k if e is None else e + p * k
+  s = simp(e)
+  assert not any(u.op in (Ops.IDIV, Ops.MOD) for u in s.toposort())
+  for ov in range(outer):
+    for xv in range(size): assert evaluate(s, {o: ov, x: xv}) == (ov * size + xv) * k
 
 def evaluate(u, env):
   if u in env: return env[u]
