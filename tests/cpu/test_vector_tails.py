@@ -220,6 +220,24 @@ def test_flatten_of_realized_images_is_contiguous(capsys):
   y = (xt.reshape(32, 42).reshape(4, 8, 6, 7).flatten(2) * 2).realize()
   np.testing.assert_array_equal(y.numpy(), x.reshape(4, 8, 42) * 2)
 
+def test_linear_with_short_reduce_copies_its_weight(capsys):
+  # tensor.py _copies_transposed: x @ W.T over K <= 128 copies W.T row-major first and multiplies rows vectorised along
+  # the outputs; a long K keeps the dot products. Values and W's gradient as numpy's.
+  rng = np.random.default_rng(6)
+  x, w, w_long = rng.standard_normal((96, 64)), rng.standard_normal((48, 64)), rng.standard_normal((48, 300))
+  wt = Tensor(w.astype(np.float32), requires_grad=True)
+  with Context(DEBUG=3, CACHELEVEL=0):
+    out = t(x.astype(np.float32)) @ wt.T
+    out.realize()
+  ir = capsys.readouterr().out
+  assert re.search(r"r_96_48_64: vector=\('global', 16\)", ir) and "realize on CPU: 2 kernels" in ir
+  np.testing.assert_allclose(out.numpy(), x @ w.T, rtol=1e-4, atol=1e-4)
+  (out * out).sum().backward()
+  np.testing.assert_allclose(wt.grad.numpy(), 2 * (x @ w.T).T @ x, rtol=1e-4, atol=1e-3)
+  x_long = rng.standard_normal((96, 300)).astype(np.float32)
+  with Context(DEBUG=3, CACHELEVEL=0): (t(x_long) @ t(w_long.astype(np.float32)).T).realize()
+  assert "r_96_48_300: vector=('reduce', 16)" in capsys.readouterr().out
+
 def test_column_sum_keeps_four_accumulators(capsys):
   # a sum over rows of a (128, 512) matrix: every load moves with the vector loop, so nothing is shared, yet four
   # vectors of each row are summed side by side (four accumulators, 64 contiguous floats per row read)
