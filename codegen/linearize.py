@@ -41,6 +41,10 @@ def linearize(sink: UOp, loop_order: tuple[UOp, ...] | None = None) -> Block:
     accs[red] = (acc, UOp(Ops.ACCUMULATE, acc.dtype, (acc, red.src[0]), red))
     place[acc], place[accs[red][1]] = place[red], p
 
+  # any other loop (a scatter's fill and its loop over the values, codegen/opt.py scatter_onehot_reduce) runs inside
+  # the innermost output loop
+  for r in nodes:
+    if r.op is Ops.RANGE and r not in parent: parent[r] = glob[-1] if glob else None
   blocks: dict[UOp | None, Block] = {None: Block(None)}
   def block(r: UOp | None) -> Block:
     if r not in blocks: blocks[r] = Block(r)

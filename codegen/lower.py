@@ -199,7 +199,9 @@ class Lowerer:
       nidx[a] = parent
     val = self.eval(src, tuple(nidx))
     if not rngs: return val
-    return UOp(Ops.REDUCE, u.dtype, (val, *rngs), rop)
+    red = UOp(Ops.REDUCE, u.dtype, (val, *rngs), rop)
+    if u not in self.outs and onehot_scatter(red) is not None: raise NeedsRealize(u)  # a scatter (codegen/opt.py) stores nothing else
+    return red
 
 PAD_CLAMP = "pad clamp"  # the arg of a clamp's MAX: codegen/opt.py drops them once the divisions are simplified
 
@@ -213,6 +215,32 @@ def _clamped(i: UOp, n: int | UOp) -> UOp:
   if not isinstance(n, int): return i
   if i.vmax > n - 1: i = UOp(Ops.MAX, i.dtype, (i * -1, i.const_like(1 - n)), PAD_CLAMP) * -1  # min(i, n - 1)
   return UOp(Ops.MAX, i.dtype, (i, i.const_like(0)), PAD_CLAMP) if i.vmin < 0 else i
+
+def eq_operands(c: UOp) -> tuple[UOp, UOp] | None:
+  """(a, b) if c is `a == b`, which the front end writes as (a != b) != True."""
+  if c.op is Ops.CMPNE and c.src[1].op is Ops.CONST and c.src[1].arg is True and c.src[0].op is Ops.CMPNE: return c.src[0].src
+  return None
+
+SCATTER_MIN_ROWS = 32  # a one-hot sum into at least this many output rows is written as a scatter
+
+def onehot_sum(red: UOp) -> tuple[tuple[UOp, UOp], UOp] | None:
+  """((a, b), x) if red sums where(a == b, x, 0) over its loops: a gather (Tensor indexing, Embedding) or its gradient."""
+  if red.op is not Ops.REDUCE or red.arg is not Ops.ADD or red.src[0].op is not Ops.WHERE: return None
+  cond, x, zero = red.src[0].src
+  if zero.op is not Ops.CONST or zero.arg != 0 or (ops := eq_operands(cond)) is None: return None
+  return ops, x
+
+def onehot_scatter(red: UOp) -> tuple[UOp, UOp, UOp] | None:
+  """(e, v, x) if red sums where(e == v, x, 0) over its loops, v an output loop of SCATTER_MIN_ROWS or more that
+  neither e nor x depends on: the gradient of a gather (an Embedding's weight), which codegen/opt.py
+  scatter_onehot_reduce writes as a scatter; lowered in its own kernel, with nothing after it."""
+  if (m := onehot_sum(red)) is None or not all(isinstance(r.arg.end, int) for r in red.src[1:]): return None
+  ops, x = m
+  for e, b in (ops, ops[::-1]):
+    v = b.src[0] if b.op is Ops.CAST else b
+    if v.op is Ops.RANGE and v.arg.kind == "global" and isinstance(v.arg.end, int) and v.arg.end >= SCATTER_MIN_ROWS and \
+       dtypes.is_int(e.dtype) and v not in e.ranges and v not in x.ranges: return e, v, x
+  return None
 
 def _is_onehot(u: UOp) -> bool:
   """`e == arange` (written (e != iota) != True), and its inner `!=`: kept inline so the gather fold

@@ -362,3 +362,33 @@ def test_split_reduces_keep_their_semantics():
   z = rng.integers(-100, 100, (1 << 18) + 3, dtype=np.int32)  # no chunk count divides it: one kernel, still right
   assert Tensor(z).sum().item() == int(z.sum())
   assert Tensor((x[:, 0] > 0)).sum().item() == int((x[:, 0] > 0).sum())
+
+def test_embedding_backward_is_a_scatter(capsys):
+  # codegen/opt.py scatter_onehot_reduce: the weight gradient of a gather (sum over tokens of where(id == row, g, 0))
+  # is a zero fill and one add per token into its row, in a kernel of its own: not V rows x T tokens. Repeated ids add
+  # up, ids outside the table add nothing; a width of 20 masks lanes; the Adam update that consumes it is another kernel.
+  from tinygrad import Context, nn
+  rng = np.random.default_rng(8)
+  V, D = 300, 20
+  ids = rng.integers(0, V, (3, 7)).astype(np.int32)
+  ids[0, :3] = ids[1, 4] = 11  # one row from four tokens
+  g = rng.standard_normal((3, 7, D)).astype(np.float32)
+  emb = nn.Embedding(V, D)
+  with Context(DEBUG=4, CACHELEVEL=0):
+    (emb(Tensor(ids)) * Tensor(g)).sum().backward()
+    emb.weight.grad.realize()
+  ir = capsys.readouterr().out
+  kernel = next(k for k in ir.split("\n// ")[1:] if k.startswith(f"r_{V}_{D}_3_7"))
+  assert "llvm.masked.store.v16f32" in kernel and kernel.count("loop") < 10, "a fill and a scatter, no loop over V x T"
+  expected = np.zeros((V, D), np.float64)
+  np.add.at(expected, ids, g.astype(np.float64))
+  np.testing.assert_allclose(emb.weight.grad.numpy(), expected, rtol=1e-6, atol=1e-6)
+  # inside a training step: the gradient realized apart, then Adam
+  emb2 = nn.Embedding(V, D)
+  emb2.weight.assign(Tensor(np.zeros((V, D), np.float32))).realize()
+  opt = nn.optim.SGD([emb2.weight], lr=1.0)
+  with Tensor.train():
+    opt.zero_grad()
+    (emb2(Tensor(ids)) * Tensor(g)).sum().backward()
+    opt.step()
+  np.testing.assert_allclose(emb2.weight.numpy(), -expected, rtol=1e-6, atol=1e-6)
