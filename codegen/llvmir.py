@@ -5,7 +5,8 @@ Float semantics follow numpy except for fused multiply-add: `contract` on fmul/f
 (one rounding instead of two: never less accurate, and twice the multiply-add throughput in matmul and conv); the only
 other fast-math flag is `reassoc` on the final horizontal sum of a vector accumulator. NaN-propagating llvm.maximum,
 ordered/unordered compares as numpy's <, !=. A LOAD with a third source (a lane mask) is `llvm.masked.load`, a STORE
-with a fourth `llvm.masked.store`; a LOAD with a Strided arg reads s*W elements and keeps every s-th.
+with a fourth `llvm.masked.store`; a LOAD with a Strided arg reads s*W elements and keeps every s-th (or W/r
+elements, each for r lanes).
 """
 from __future__ import annotations
 import math, struct
@@ -275,16 +276,18 @@ class LLVMRenderer:
     self.emit(f"{out} = call {mt} {fn}(ptr align {dt.scalar.itemsize} {p}, <{n} x i1> {mask}, {mt} zeroinitializer)")
 
   def strided_load(self, u: UOp) -> str:
-    """Lanes s apart: one masked load of the s*W elements from the base (only every s-th enabled, and only those of
-    valid lanes, so nothing past the last lane is touched) and a shuffle keeping every s-th."""
+    """Lane l reads base + (l // r) * s: one masked load of the ceil(W/r) * s elements from the base (only every s-th
+    enabled, and only those of valid lanes, so nothing past the last lane is touched) and a shuffle giving lane l the
+    (l // r)-th kept element. Strided (r = 1): a stride-2 conv's input; repeated (s = 1): a zero-interleaved gradient."""
     buf, idx = u.src[:2]
-    w, s = u.dtype.count, u.arg.stride
-    wide, picks = u.dtype.scalar.vec(w * s), ", ".join(f"i32 {l * s}" for l in range(w))
-    if len(u.src) == 3:  # element e is enabled iff e % s == 0 and lane e // s is valid (index w of the shuffle: false)
+    w, s, r = u.dtype.count, u.arg.stride, u.arg.repeat
+    n = -(-w // r) * s  # elements loaded
+    wide, picks = u.dtype.scalar.vec(n), ", ".join(f"i32 {(l // r) * s}" for l in range(w))
+    if len(u.src) == 3:  # element e is enabled iff e % s == 0 and lane (e // s) * r is valid (index w of the shuffle: false)
       m = self.tmp()
-      sel = ", ".join(f"i32 {e // s if e % s == 0 else w}" for e in range(w * s))
-      self.emit(f"{m} = shufflevector <{w} x i1> {self.val(u.src[2])}, <{w} x i1> zeroinitializer, <{w * s} x i32> <{sel}>")
-    else: m = "<" + ", ".join(f"i1 {'true' if e % s == 0 else 'false'}" for e in range(w * s)) + ">"
+      sel = ", ".join(f"i32 {(e // s) * r if e % s == 0 else w}" for e in range(n))
+      self.emit(f"{m} = shufflevector <{w} x i1> {self.val(u.src[2])}, <{w} x i1> zeroinitializer, <{n} x i32> <{sel}>")
+    else: m = "<" + ", ".join(f"i1 {'true' if e % s == 0 else 'false'}" for e in range(n)) + ">"
     ld, out = self.tmp(), self.tmp()
     self.masked_load(ld, wide, buf, idx, m)
     self.emit(f"{out} = shufflevector {ltype(wide, mem=True)} {ld}, {ltype(wide, mem=True)} poison, <{w} x i32> <{picks}>")

@@ -129,7 +129,8 @@ MAX_STRIDE = 4  # a vector load whose lanes are s <= 4 elements apart reads s*W 
 
 @dataclass(frozen=True)
 class Strided:
-  stride: int  # LOAD arg: lane l of the vector load at a scalar base reads base + l*stride
+  stride: int      # LOAD arg: lane l of the vector load at a scalar base reads base + (l // repeat) * stride
+  repeat: int = 1  # lanes reading one element each: an index (o*W + LANE) // 2 (a stride-2 window's gradient)
 
 def _stride_in(idx: UOp, r: UOp) -> int | None:
   """How far idx moves per step of r when it is affine in r (0: independent of r), else None."""
@@ -137,6 +138,13 @@ def _stride_in(idx: UOp, r: UOp) -> int | None:
   return None if any(r in t.ranges for t in terms if t is not r) else terms.get(r, 0)
 
 def _contiguous_in(idx: UOp, r: UOp) -> bool: return _stride_in(idx, r) == 1
+
+def _repeats_in(idx: UOp, r: UOp) -> bool:
+  """Is idx some terms free of r plus r // c, 2 <= c <= MAX_STRIDE (vectorised: a Strided load with repeat c)?"""
+  terms, _ = affine(idx)
+  inner = [t for t in terms if r in t.ranges]
+  return len(inner) == 1 and terms[t := inner[0]] == 1 and t.op is Ops.IDIV and t.src[0] is r and t.src[1].op is Ops.CONST and \
+    2 <= t.src[1].arg <= MAX_STRIDE
 
 def choose_vector_axis(sink: UOp, max_lanes: int) -> tuple[UOp, str, int] | None:
   """Vectorise the loop whose accesses are contiguous: candidates are the innermost output loop (if the store is
@@ -147,8 +155,9 @@ def choose_vector_axis(sink: UOp, max_lanes: int) -> tuple[UOp, str, int] | None
   store = sink.src[0]
   nodes = sink.toposort()
   loads = [u for u in nodes if u.op is Ops.LOAD]
-  def gathers(r: UOp) -> int:  # loads of r's lanes that are neither contiguous nor strided
-    return sum(1 for ld in loads if r in ld.src[1].ranges and not 1 <= (_stride_in(ld.src[1], r) or 0) <= MAX_STRIDE)
+  def gathers(r: UOp) -> int:  # loads of r's lanes that are neither contiguous nor strided nor repeated
+    return sum(1 for ld in loads if r in ld.src[1].ranges and not 1 <= (_stride_in(ld.src[1], r) or 0) <= MAX_STRIDE and
+               not _repeats_in(ld.src[1], r))
   cands: list[tuple[int, int, UOp, str]] = []
   glob = _ranges(sink, "global")
   if glob and _contiguous_in(store.src[1], glob[-1]): cands.append((gathers(glob[-1]), 0, glob[-1], "global"))
@@ -272,28 +281,32 @@ def type_vectors(sink: UOp) -> UOp:
       dt = u.dtype if own_lane or not _is_vec(src[0]) else u.dtype.vec(src[0].dtype.count)
       memo[u] = UOp(Ops.REDUCE, dt, src, u.arg); continue
     if u.op is Ops.LOAD and _is_vec(src[1]):  # a mask (a third source) stays with the access
-      base, stride = _base_and_stride(src[1])
-      arg = Strided(stride) if stride > 1 else None
+      base, stride, repeat = _base_and_stride(src[1])
+      arg = Strided(stride, repeat) if stride > 1 or repeat > 1 else None
       memo[u] = UOp(Ops.LOAD, u.dtype.vec(_lanes(src)), (src[0], base) + src[2:], arg); continue
     if u.op is Ops.LOAD and len(src) == 3:  # (o*w + LANE)//w = o: one read, lane 0's  test_load_whose_index_loses_the_lane_is_one_scalar_read
       memo[u] = UOp(Ops.LOAD, u.dtype, src[:2]); continue
     if u.op is Ops.STORE and (_is_vec(src[1]) or _is_vec(src[2])):
       w = _lanes(src)
       val = src[2] if _is_vec(src[2]) else UOp(Ops.VECTORIZE, src[2].dtype.vec(w), (src[2],) * w)  # lanes share one value
-      base, stride = _base_and_stride(src[1])
-      memo[u] = UOp(Ops.STORE, u.dtype, (src[0], base if stride == 1 else src[1], val) + src[3:]); continue
+      base, stride, repeat = _base_and_stride(src[1])
+      memo[u] = UOp(Ops.STORE, u.dtype, (src[0], base if (stride, repeat) == (1, 1) else src[1], val) + src[3:]); continue
     if u.op not in (Ops.STORE, Ops.SINK) and any(_is_vec(s) for s in src) and u.dtype.count == 1:
       memo[u] = UOp(u.op, u.dtype.vec(_lanes(src)), src, u.arg); continue
     memo[u] = u if src == u.src else u.replace(src=src)
   return memo[sink]
 
-def _base_and_stride(idx: UOp) -> tuple[UOp, int]:
-  """base + s*LANE -> (base, s) for 1 <= s <= MAX_STRIDE (a scalar base: one vector access); else (idx, 0), per lane."""
+def _base_and_stride(idx: UOp) -> tuple[UOp, int, int]:
+  """base + s*LANE -> (base, s, 1) for 1 <= s <= MAX_STRIDE, base + LANE // c -> (base, 1, c) for 2 <= c <= MAX_STRIDE
+  (a scalar base: one vector access); else (idx, 0, 1), per lane."""
   terms, const = affine(idx)
-  lanes = [t for t in terms if t.op is Ops.LANE]
-  if len(lanes) == 1 and 1 <= terms[lanes[0]] <= MAX_STRIDE and not any(_is_vec(t) for t in terms if t is not lanes[0]):
-    return _build({t: c for t, c in terms.items() if t is not lanes[0]}, const), terms[lanes[0]]
-  return idx, 0
+  lanes = [t for t in terms if _is_vec(t)]
+  if len(lanes) == 1 and (t := lanes[0]).op is Ops.LANE and 1 <= terms[t] <= MAX_STRIDE:
+    return _build({x: c for x, c in terms.items() if x is not t}, const), terms[t], 1
+  if len(lanes) == 1 and t.op is Ops.IDIV and t.src[0].op is Ops.LANE and t.src[1].op is Ops.CONST and terms[t] == 1 and \
+     2 <= t.src[1].arg <= MAX_STRIDE:  # test_repeated_lanes_are_one_narrow_load
+    return _build({x: c for x, c in terms.items() if x is not t}, const), 1, t.src[1].arg
+  return idx, 0, 1
 
 def _build(terms: dict[UOp, int], const: int) -> UOp:
   out = None
@@ -312,13 +325,15 @@ def guard_loads(sink: UOp) -> UOp:
     n, lanes = buf.arg.size, u.dtype.count
     if isinstance(n, int) and n == 0: return u.const_like(0) if lanes == 1 else UOp.const(u.dtype, 0)
     stride = u.arg.stride if isinstance(u.arg, Strided) else 1 if lanes > 1 and not _is_vec(idx) else 0
-    lo, hi = idx.vmin, idx.vmax + stride * (lanes - 1)
+    repeat = u.arg.repeat if isinstance(u.arg, Strided) else 1
+    lo, hi = idx.vmin, idx.vmax + stride * ((lanes - 1) // repeat)
     if lo >= 0 and hi < (n if isinstance(n, int) else n.vmin): return None  # a symbolic size: in bounds for every value
-    if stride == 1:  # one masked vector load: the lanes outside the buffer read nothing  test_padded_row_is_one_masked_load
-      i = idx + UOp(Ops.LANE, dtypes.index.vec(lanes), (), lanes)
+    lane = UOp(Ops.LANE, dtypes.index.vec(lanes), (), lanes)
+    if stride == 1 and repeat == 1:  # one masked vector load: the lanes outside the buffer read nothing  test_padded_row_is_one_masked_load
+      i = idx + lane
       inside = i < n if lo >= 0 else i >= 0 if hi < n else (i >= 0).logical_and(i < n)
       return UOp(Ops.LOAD, u.dtype, (buf, idx, inside))
-    if stride: idx = idx + UOp(Ops.LANE, dtypes.index.vec(lanes), (), lanes) * stride  # a strided load is clamped lane by lane
+    if stride: idx = idx + (lane // repeat if repeat > 1 else lane) * stride  # a strided load is clamped lane by lane
     safe = idx.maximum(0)
     safe = (safe < n).where(safe, safe.const_like(n - 1))
     return UOp(Ops.LOAD, u.dtype, (buf, safe), "guarded")

@@ -238,6 +238,22 @@ def test_linear_with_short_reduce_copies_its_weight(capsys):
   with Context(DEBUG=3, CACHELEVEL=0): (t(x_long) @ t(w_long.astype(np.float32)).T).realize()
   assert "r_96_48_300: vector=('reduce', 16)" in capsys.readouterr().out
 
+def test_repeated_lanes_are_one_narrow_load(capsys):
+  # codegen/opt.py _base_and_stride: lanes reading base + LANE // c (a nearest upsample, a stride-2 window's gradient
+  # interleaving zeros) load 16 / c elements and shuffle them out, not 16 scalar loads; an odd width masks its tail
+  rng = np.random.default_rng(9)
+  for n in (64, 37):
+    x = rng.standard_normal((3, n)).astype(np.float32)
+    with Context(DEBUG=4, CACHELEVEL=0):
+      up = (t(x).reshape(3, n, 1).expand(3, n, 2).reshape(3, 2 * n) * 2).realize()
+      zi = (t(x).reshape(3, n, 1).pad(((0, 0), (0, 0), (0, 1))).reshape(3, 2 * n) + 1).realize()
+      up4 = (t(x).reshape(3, n, 1).expand(3, n, 4).reshape(3, 4 * n) - 1).realize()
+    ir = capsys.readouterr().out
+    assert "extractelement" not in ir and "@llvm.masked.load.v8f32" in ir and "@llvm.masked.load.v4f32" in ir
+    np.testing.assert_array_equal(up.numpy(), np.repeat(x, 2, axis=1) * 2)
+    np.testing.assert_array_equal(zi.numpy(), np.stack([x, np.zeros_like(x)], -1).reshape(3, 2 * n) + 1)
+    np.testing.assert_array_equal(up4.numpy(), np.repeat(x, 4, axis=1) - 1)
+
 def test_column_sum_keeps_four_accumulators(capsys):
   # a sum over rows of a (128, 512) matrix: every load moves with the vector loop, so nothing is shared, yet four
   # vectors of each row are summed side by side (four accumulators, 64 contiguous floats per row read)
