@@ -5,8 +5,8 @@ Float semantics follow numpy except for fused multiply-add: `contract` on fmul/f
 (one rounding instead of two: never less accurate, and twice the multiply-add throughput in matmul and conv); the only
 other fast-math flag is `reassoc` on the final horizontal sum of a vector accumulator. NaN-propagating llvm.maximum,
 ordered/unordered compares as numpy's <, !=. A LOAD with a third source (a lane mask) is `llvm.masked.load`, a STORE
-with a fourth `llvm.masked.store`; a LOAD with a Strided arg reads s*W elements and keeps every s-th (or W/r
-elements, each for r lanes).
+with a fourth `llvm.masked.store`; a LOAD with a Strided arg reads the span of elements its lanes pick and shuffles
+them out (lanes s apart, or reading each element twice).
 """
 from __future__ import annotations
 import math, struct
@@ -276,21 +276,31 @@ class LLVMRenderer:
     self.emit(f"{out} = call {mt} {fn}(ptr align {dt.scalar.itemsize} {p}, <{n} x i1> {mask}, {mt} zeroinitializer)")
 
   def strided_load(self, u: UOp) -> str:
-    """Lane l reads base + (l // r) * s: one masked load of the ceil(W/r) * s elements from the base (only every s-th
-    enabled, and only those of valid lanes, so nothing past the last lane is touched) and a shuffle giving lane l the
-    (l // r)-th kept element. Strided (r = 1): a stride-2 conv's input; repeated (s = 1): a zero-interleaved gradient."""
+    """Lane l reads base + picks[l] (non-decreasing): one masked load of the span from the base, only the elements
+    some valid lane picks enabled (so nothing past the last valid lane is touched), and a shuffle. Lanes s apart
+    (a stride-2 conv's input), or reading each element twice ((LANE + 1) // 2: a stride-2 window's gradient)."""
     buf, idx = u.src[:2]
-    w, s, r = u.dtype.count, u.arg.stride, u.arg.repeat
-    n = -(-w // r) * s  # elements loaded
-    wide, picks = u.dtype.scalar.vec(n), ", ".join(f"i32 {(l // r) * s}" for l in range(w))
-    if len(u.src) == 3:  # element e is enabled iff e % s == 0 and lane (e // s) * r is valid (index w of the shuffle: false)
+    w, picks = u.dtype.count, u.arg.picks
+    n = 1 << picks[-1].bit_length()  # the span rounded up to a power of two: a legal vector width, its tail disabled
+    first = {p: l for l, p in reversed(list(enumerate(picks)))}  # the first lane picking each element
+    wide = u.dtype.scalar.vec(n)
+    if len(u.src) == 3:  # valid lanes are a prefix: element e is read iff the first lane picking it is valid (index w: false)
       m = self.tmp()
-      sel = ", ".join(f"i32 {(e // s) * r if e % s == 0 else w}" for e in range(n))
+      sel = ", ".join(f"i32 {first.get(e, w)}" for e in range(n))
       self.emit(f"{m} = shufflevector <{w} x i1> {self.val(u.src[2])}, <{w} x i1> zeroinitializer, <{n} x i32> <{sel}>")
-    else: m = "<" + ", ".join(f"i1 {'true' if e % s == 0 else 'false'}" for e in range(n)) + ">"
+    else: m = "<" + ", ".join(f"i1 {'true' if e in first else 'false'}" for e in range(n)) + ">"
+    if u.arg.guard:  # and only the elements inside the buffer: 0 <= base + e < size
+      vt, at, lo, hi, ok = f"<{n} x i64>", self.tmp(), self.tmp(), self.tmp(), self.tmp()
+      self.emit(f"{at} = add {vt} {self.val_broadcast(self.val(idx), idx.dtype, n)}, <{', '.join(f'i64 {e}' for e in range(n))}>")
+      self.emit(f"{lo} = icmp sge {vt} {at}, zeroinitializer")
+      self.emit(f"{hi} = icmp slt {vt} {at}, splat (i64 {buf.arg.size})")
+      self.emit(f"{ok} = and <{n} x i1> {lo}, {hi}")
+      m2 = self.tmp()
+      self.emit(f"{m2} = and <{n} x i1> {ok}, {m}")
+      m = m2
     ld, out = self.tmp(), self.tmp()
     self.masked_load(ld, wide, buf, idx, m)
-    self.emit(f"{out} = shufflevector {ltype(wide, mem=True)} {ld}, {ltype(wide, mem=True)} poison, <{w} x i32> <{picks}>")
+    self.emit(f"{out} = shufflevector {ltype(wide, mem=True)} {ld}, {ltype(wide, mem=True)} poison, <{w} x i32> <{', '.join(f'i32 {p}' for p in picks)}>")
     return out
 
   def store(self, u: UOp) -> None:

@@ -213,7 +213,9 @@ def _clamped(i: UOp, n: int | UOp) -> UOp:
   mask is true the clamp changes nothing, so codegen/opt.py pm_drop_pad_clamps removes it again after simplification.
   test_reshape_of_padded_index_simplifies"""
   if not isinstance(n, int): return i
-  if i.vmax > n - 1: i = UOp(Ops.MAX, i.dtype, (i * -1, i.const_like(1 - n)), PAD_CLAMP) * -1  # min(i, n - 1)
+  # min(i, n - 1) as one term with a positive coefficient: -max(-i, 1 - n) kept (x + 1) // 2 % 14 in an overlapping
+  # pool's backward, whose divisions see only affine terms  test_overlapping_pool_backward_has_no_division
+  if i.vmax > n - 1: i = UOp(Ops.WHERE, i.dtype, (i < n, i, i.const_like(n - 1)), PAD_CLAMP)
   return UOp(Ops.MAX, i.dtype, (i, i.const_like(0)), PAD_CLAMP) if i.vmin < 0 else i
 
 def eq_operands(c: UOp) -> tuple[UOp, UOp] | None:

@@ -3,7 +3,7 @@ iteration where the lane width does not divide the loop), bounds guards for load
 split across threads."""
 from __future__ import annotations
 from dataclasses import dataclass
-from tinygrad.uop import UOp, Ops, RangeArg, ALU, COMPARISON
+from tinygrad.uop import UOp, Ops, RangeArg, ALU, COMPARISON, exec_alu
 from tinygrad.dtype import dtypes
 from tinygrad.rewrite import UPat, PatternMatcher, graph_rewrite
 from tinygrad.helpers import prod, ceildiv
@@ -72,7 +72,8 @@ def scatter_onehot_reduce(sink: UOp) -> UOp:
 # a padded index's clamp (codegen/lower.py _clamped) let the divisions of a RESHAPE simplify; it is the identity in every
 # lane a PAD's mask keeps, so it goes before vectorising: an index affine in the vector lane is one masked vector load
 # again, not a gather (a depthwise convolution's input gradient). test_padded_index_clamp_is_dropped_for_vector_loads
-pm_drop_pad_clamps = PatternMatcher([(UPat(Ops.MAX, src=(UPat.var("x"), UPat.cvar()), arg=PAD_CLAMP), lambda x: x)], name="drop_pad_clamps")
+pm_drop_pad_clamps = PatternMatcher([(UPat(Ops.MAX, src=(UPat.var("x"), UPat.cvar()), arg=PAD_CLAMP), lambda x: x),
+                                     (UPat(Ops.WHERE, src=(UPat(), UPat.var("x"), UPat.cvar()), arg=PAD_CLAMP), lambda x: x)], name="drop_pad_clamps")
 
 def store_reduced_values(sink: UOp) -> UOp:
   """out[i, j] = f(e(i, j), sum_j' e(i, j')) (softmax: exp(x - max) / sum exp(x - max)) computes e twice per element.
@@ -129,8 +130,8 @@ MAX_STRIDE = 4  # a vector load whose lanes are s <= 4 elements apart reads s*W 
 
 @dataclass(frozen=True)
 class Strided:
-  stride: int      # LOAD arg: lane l of the vector load at a scalar base reads base + (l // repeat) * stride
-  repeat: int = 1  # lanes reading one element each: an index (o*W + LANE) // 2 (a stride-2 window's gradient)
+  picks: tuple[int, ...]  # LOAD arg: lane l of the vector load at a scalar base reads base + picks[l] (non-decreasing)
+  guard: bool = False     # the span may leave the buffer (under a PAD): elements outside it read nothing
 
 def _stride_in(idx: UOp, r: UOp) -> int | None:
   """How far idx moves per step of r when it is affine in r (0: independent of r), else None."""
@@ -140,11 +141,13 @@ def _stride_in(idx: UOp, r: UOp) -> int | None:
 def _contiguous_in(idx: UOp, r: UOp) -> bool: return _stride_in(idx, r) == 1
 
 def _repeats_in(idx: UOp, r: UOp) -> bool:
-  """Is idx some terms free of r plus r // c, 2 <= c <= MAX_STRIDE (vectorised: a Strided load with repeat c)?"""
+  """Is idx some terms free of r plus (r + k) // c, 2 <= c <= MAX_STRIDE (vectorised: a Strided load whose lanes read
+  each element c times)?"""
   terms, _ = affine(idx)
   inner = [t for t in terms if r in t.ranges]
-  return len(inner) == 1 and terms[t := inner[0]] == 1 and t.op is Ops.IDIV and t.src[0] is r and t.src[1].op is Ops.CONST and \
-    2 <= t.src[1].arg <= MAX_STRIDE
+  if len(inner) != 1 or terms[t := inner[0]] != 1 or t.op is not Ops.IDIV or t.src[1].op is not Ops.CONST: return False
+  a, k = affine(t.src[0])
+  return a == {r: 1} and 2 <= t.src[1].arg <= MAX_STRIDE
 
 def choose_vector_axis(sink: UOp, max_lanes: int) -> tuple[UOp, str, int] | None:
   """Vectorise the loop whose accesses are contiguous: candidates are the innermost output loop (if the store is
@@ -281,32 +284,47 @@ def type_vectors(sink: UOp) -> UOp:
       dt = u.dtype if own_lane or not _is_vec(src[0]) else u.dtype.vec(src[0].dtype.count)
       memo[u] = UOp(Ops.REDUCE, dt, src, u.arg); continue
     if u.op is Ops.LOAD and _is_vec(src[1]):  # a mask (a third source) stays with the access
-      base, stride, repeat = _base_and_stride(src[1])
-      arg = Strided(stride, repeat) if stride > 1 or repeat > 1 else None
-      memo[u] = UOp(Ops.LOAD, u.dtype.vec(_lanes(src)), (src[0], base) + src[2:], arg); continue
+      w = _lanes(src)
+      base, picks = _base_and_picks(src[1], w)
+      n = src[0].arg.size
+      # a masked load is in bounds in its valid lanes; an unmasked one whose span may leave its buffer reads only the
+      # elements inside (a symbolic size: a gather, clamped lane by lane)
+      guard = len(src) == 2 and not (base.vmin >= 0 and base.vmax + (picks or (0,))[-1] < (n if isinstance(n, int) else n.vmin))
+      if picks is not None and guard and not isinstance(n, int): picks = None
+      arg = Strided(picks, guard) if picks is not None and picks != tuple(range(w)) else None
+      memo[u] = UOp(Ops.LOAD, u.dtype.vec(w), (src[0], base if picks is not None else src[1]) + src[2:], arg); continue
     if u.op is Ops.LOAD and len(src) == 3:  # (o*w + LANE)//w = o: one read, lane 0's  test_load_whose_index_loses_the_lane_is_one_scalar_read
       memo[u] = UOp(Ops.LOAD, u.dtype, src[:2]); continue
     if u.op is Ops.STORE and (_is_vec(src[1]) or _is_vec(src[2])):
       w = _lanes(src)
       val = src[2] if _is_vec(src[2]) else UOp(Ops.VECTORIZE, src[2].dtype.vec(w), (src[2],) * w)  # lanes share one value
-      base, stride, repeat = _base_and_stride(src[1])
-      memo[u] = UOp(Ops.STORE, u.dtype, (src[0], base if (stride, repeat) == (1, 1) else src[1], val) + src[3:]); continue
+      base, picks = _base_and_picks(src[1], w)
+      memo[u] = UOp(Ops.STORE, u.dtype, (src[0], base if picks == tuple(range(w)) else src[1], val) + src[3:]); continue
     if u.op not in (Ops.STORE, Ops.SINK) and any(_is_vec(s) for s in src) and u.dtype.count == 1:
       memo[u] = UOp(u.op, u.dtype.vec(_lanes(src)), src, u.arg); continue
     memo[u] = u if src == u.src else u.replace(src=src)
   return memo[sink]
 
-def _base_and_stride(idx: UOp) -> tuple[UOp, int, int]:
-  """base + s*LANE -> (base, s, 1) for 1 <= s <= MAX_STRIDE, base + LANE // c -> (base, 1, c) for 2 <= c <= MAX_STRIDE
-  (a scalar base: one vector access); else (idx, 0, 1), per lane."""
+def _base_and_picks(idx: UOp, w: int) -> tuple[UOp, tuple[int, ...] | None]:
+  """idx = a scalar base + an offset that depends on the vector lane only (s*LANE, (LANE + 1) // 2, ...): (base, the
+  offset of each lane) when the offsets do not decrease and span at most MAX_STRIDE*w elements (one vector access at a
+  scalar base, test_repeated_lanes_are_one_narrow_load); else (idx, None), a gather."""
   terms, const = affine(idx)
-  lanes = [t for t in terms if _is_vec(t)]
-  if len(lanes) == 1 and (t := lanes[0]).op is Ops.LANE and 1 <= terms[t] <= MAX_STRIDE:
-    return _build({x: c for x, c in terms.items() if x is not t}, const), terms[t], 1
-  if len(lanes) == 1 and t.op is Ops.IDIV and t.src[0].op is Ops.LANE and t.src[1].op is Ops.CONST and terms[t] == 1 and \
-     2 <= t.src[1].arg <= MAX_STRIDE:  # test_repeated_lanes_are_one_narrow_load
-    return _build({x: c for x, c in terms.items() if x is not t}, const), 1, t.src[1].arg
-  return idx, 0, 1
+  lane_terms = {t: c for t, c in terms.items() if _is_vec(t)}
+  offs = [sum(c * v for t, c in lane_terms.items() if (v := _at_lane(t, l)) is not None) for l in range(w)]
+  if any(_at_lane(t, 0) is None for t in lane_terms): return idx, None
+  lo = min(offs)
+  picks = tuple(o - lo for o in offs)
+  if any(a > b for a, b in zip(picks, picks[1:])) or picks[-1] >= MAX_STRIDE * w: return idx, None
+  return _build({t: c for t, c in terms.items() if t not in lane_terms}, const + lo), picks
+
+def _at_lane(u: UOp, lane: int) -> int | None:
+  """The value of an index expression of LANE and constants in one lane (None if it reads anything else)."""
+  if u.op is Ops.LANE: return lane
+  if u.op is Ops.CONST: return u.arg
+  if u.op not in (Ops.ADD, Ops.MUL, Ops.IDIV, Ops.MOD, Ops.NEG) or not dtypes.is_int(u.dtype): return None
+  vals = [_at_lane(x, lane) for x in u.src]
+  return None if None in vals else exec_alu(u.op, u.dtype.scalar, vals)
 
 def _build(terms: dict[UOp, int], const: int) -> UOp:
   out = None
@@ -324,16 +342,14 @@ def guard_loads(sink: UOp) -> UOp:
     buf, idx = u.src
     n, lanes = buf.arg.size, u.dtype.count
     if isinstance(n, int) and n == 0: return u.const_like(0) if lanes == 1 else UOp.const(u.dtype, 0)
-    stride = u.arg.stride if isinstance(u.arg, Strided) else 1 if lanes > 1 and not _is_vec(idx) else 0
-    repeat = u.arg.repeat if isinstance(u.arg, Strided) else 1
-    lo, hi = idx.vmin, idx.vmax + stride * ((lanes - 1) // repeat)
+    if isinstance(u.arg, Strided): return None  # guarded by type_vectors
+    contiguous = lanes > 1 and not _is_vec(idx)
+    lo, hi = idx.vmin, idx.vmax + (lanes - 1 if contiguous else 0)
     if lo >= 0 and hi < (n if isinstance(n, int) else n.vmin): return None  # a symbolic size: in bounds for every value
-    lane = UOp(Ops.LANE, dtypes.index.vec(lanes), (), lanes)
-    if stride == 1 and repeat == 1:  # one masked vector load: the lanes outside the buffer read nothing  test_padded_row_is_one_masked_load
-      i = idx + lane
+    if contiguous:  # one masked vector load: the lanes outside the buffer read nothing  test_padded_row_is_one_masked_load
+      i = idx + UOp(Ops.LANE, dtypes.index.vec(lanes), (), lanes)
       inside = i < n if lo >= 0 else i >= 0 if hi < n else (i >= 0).logical_and(i < n)
       return UOp(Ops.LOAD, u.dtype, (buf, idx, inside))
-    if stride: idx = idx + (lane // repeat if repeat > 1 else lane) * stride  # a strided load is clamped lane by lane
     safe = idx.maximum(0)
     safe = (safe < n).where(safe, safe.const_like(n - 1))
     return UOp(Ops.LOAD, u.dtype, (buf, safe), "guarded")

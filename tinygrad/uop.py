@@ -292,7 +292,11 @@ def _bounds(u: UOp) -> tuple[Any, Any]:
       return tuple(-(-v // u.src[1].arg) if v < 0 else v // u.src[1].arg for v in s[0])
     if u.op is Ops.MOD and u.src[1].op is Ops.CONST and u.src[1].arg > 0:
       return (s[0][0], s[0][1]) if 0 <= s[0][0] and s[0][1] < u.src[1].arg else (0, u.src[1].arg - 1) if s[0][0] >= 0 else (-(u.src[1].arg - 1), u.src[1].arg - 1)
-    if u.op is Ops.WHERE: return min(s[1][0], s[2][0]), max(s[1][1], s[2][1])
+    if u.op is Ops.WHERE:
+      (t0, t1), c = s[1], u.src[0]
+      # where(a < k, a, b): a is below k where it is taken (a clamp, codegen/lower.py _clamped)
+      if c.op is Ops.CMPLT and c.src[0] is u.src[1] and c.src[1].op is Ops.CONST: t1 = min(t1, c.src[1].arg - 1)
+      return min(t0, s[2][0]), max(t1, s[2][1])
     if u.op is Ops.CAST and (dtypes.is_int(u.src[0].dtype) or u.src[0].dtype == dtypes.bool):
       if dtypes.min(u.dtype) <= s[0][0] and s[0][1] <= dtypes.max(u.dtype): return int(s[0][0]), int(s[0][1])
   if u.dtype.scalar == dtypes.bool and u.src:

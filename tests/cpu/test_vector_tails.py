@@ -437,3 +437,21 @@ def test_padded_index_clamp_is_dropped_for_vector_loads():
   assert src.count("extractelement") == 0 and "masked.load" in src, src.count("extractelement")
   from gradcheck import assert_grad_matches
   assert_grad_matches(net, g.uniform(-1, 1, (1, 2, 6, 6)), g.uniform(-1, 1, (2, 1, 3, 3)), g.uniform(-1, 1, (2, 2, 1, 1)))
+
+def test_overlapping_pool_backward_has_no_division(capsys):
+  # codegen/lower.py _clamped: min(i, n - 1) is where(i < n, i, n - 1), whose bounds are below n (tinygrad/uop.py), so
+  # an overlapping pool's backward drops its (x + 1) // 2 % 14; codegen/opt.py _base_and_picks: lanes reading
+  # base + (LANE + 1) // 2 are one load of a span and a shuffle, masked to the buffer where the span may leave it
+  rng = np.random.default_rng(10)
+  x, g = rng.standard_normal((2, 3, 28, 28)).astype(np.float32), rng.standard_normal((2, 3, 14, 14)).astype(np.float32)
+  xt = Tensor(x, requires_grad=True)
+  with Context(DEBUG=4, CACHELEVEL=0):
+    (xt.avg_pool2d(3, stride=2, padding=1) * t(g)).sum().backward()
+    xt.grad.realize()
+  ir = capsys.readouterr().out
+  kernel = next(k for k in re.split(r"^// ", ir, flags=re.M) if k.startswith("E_2_3_28_28"))
+  assert not re.search(r"rem i32 %v\d+, 14\b", kernel) and "icmp sge <16 x i64>" in kernel and "shufflevector <16 x float>" in kernel
+  ref = np.zeros((2, 3, 30, 30), np.float64)
+  for i in range(3):
+    for j in range(3): ref[:, :, i:i + 28:2, j:j + 28:2] += g / 9
+  np.testing.assert_allclose(xt.grad.numpy(), ref[:, :, 1:29, 1:29], rtol=1e-6, atol=1e-6)
