@@ -72,6 +72,22 @@ def scatter_onehot_reduce(sink: UOp) -> UOp:
 # a padded index's clamp (codegen/lower.py _clamped) let the divisions of a RESHAPE simplify; it is the identity in every
 # lane a PAD's mask keeps, so it goes before vectorising: an index affine in the vector lane is one masked vector load
 # again, not a gather (a depthwise convolution's input gradient). test_padded_index_clamp_is_dropped_for_vector_loads
+def _shift_clamped_divmod(u: UOp, m: UOp, c: UOp) -> UOp | None:
+  """max(x - k, 0) // c -> (x - k + c*j) // c - j and % c -> (x - k + c*j) % c, j = ceil(k / c): the same for x >= k,
+  where the PAD's mask keeps the lane; the numerator stays non-negative, so a division split by the lane (a stride-2
+  window's gradient reads (o*16 + LANE - 1) // 2) becomes o*8 + (LANE + 1) // 2 - 1, one shuffled load.
+  test_overlapping_pool_backward_has_no_division"""
+  x = m.src[0]
+  terms, k = affine(x)
+  if k >= 0 or c.arg <= 0 or not dtypes.is_int(x.dtype): return None
+  j = -(k // c.arg)  # ceil(-k / c)
+  shifted = x + c.arg * j
+  return shifted // c.arg - j if u.op is Ops.IDIV else shifted % c.arg
+
+pm_shift_clamped_divmod = PatternMatcher([
+  (UPat((Ops.IDIV, Ops.MOD), src=(UPat(Ops.MAX, src=(UPat(), UPat.const(0)), arg=PAD_CLAMP, name="m"), UPat.cvar("c")), name="u"), _shift_clamped_divmod),
+], name="shift_clamped_divmod")
+
 pm_drop_pad_clamps = PatternMatcher([(UPat(Ops.MAX, src=(UPat.var("x"), UPat.cvar()), arg=PAD_CLAMP), lambda x: x),
                                      (UPat(Ops.WHERE, src=(UPat(), UPat.var("x"), UPat.cvar()), arg=PAD_CLAMP), lambda x: x)], name="drop_pad_clamps")
 
@@ -372,6 +388,7 @@ def optimize(sink: UOp, max_lanes: int, threads: int, noopt: bool) -> tuple[UOp,
   name = kernel_name(sink)
   noopt = noopt or any(p.op is Ops.DEFINE_VAR for p in sink.arg)
   sink = graph_rewrite(sink, pm_symbolic + pm_fold_onehot, name="simplify")
+  sink = graph_rewrite(sink, pm_shift_clamped_divmod, name="shift clamped divisions")
   sink = graph_rewrite(sink, pm_drop_pad_clamps + pm_symbolic, name="drop pad clamps")
   sink = graph_rewrite(sink, pm_promote_half)
   if not noopt: sink = store_reduced_values(scatter_onehot_reduce(sink))

@@ -440,8 +440,9 @@ def test_padded_index_clamp_is_dropped_for_vector_loads():
 
 def test_overlapping_pool_backward_has_no_division(capsys):
   # codegen/lower.py _clamped: min(i, n - 1) is where(i < n, i, n - 1), whose bounds are below n (tinygrad/uop.py), so
-  # an overlapping pool's backward drops its (x + 1) // 2 % 14; codegen/opt.py _base_and_picks: lanes reading
-  # base + (LANE + 1) // 2 are one load of a span and a shuffle, masked to the buffer where the span may leave it
+  # an overlapping pool's backward drops its (x + 1) // 2 % 14; codegen/opt.py _shift_clamped_divmod: max(x - 1, 0) // 2
+  # is (x + 1) // 2 - 1, so no signed division splits the lane; _base_and_picks: lanes reading base + (LANE + 1) // 2
+  # are one load of a span and a shuffle, masked to the buffer where the span may leave it
   rng = np.random.default_rng(10)
   x, g = rng.standard_normal((2, 3, 28, 28)).astype(np.float32), rng.standard_normal((2, 3, 14, 14)).astype(np.float32)
   xt = Tensor(x, requires_grad=True)
@@ -451,6 +452,7 @@ def test_overlapping_pool_backward_has_no_division(capsys):
   ir = capsys.readouterr().out
   kernel = next(k for k in re.split(r"^// ", ir, flags=re.M) if k.startswith("E_2_3_28_28"))
   assert not re.search(r"rem i32 %v\d+, 14\b", kernel) and "icmp sge <16 x i64>" in kernel and "shufflevector <16 x float>" in kernel
+  assert "extractelement" not in kernel and not re.search(r"\bs(div|rem) ", kernel), "no gather, no signed division"
   ref = np.zeros((2, 3, 30, 30), np.float64)
   for i in range(3):
     for j in range(3): ref[:, :, i:i + 28:2, j:j + 28:2] += g / 9
