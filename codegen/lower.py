@@ -203,7 +203,7 @@ class Lowerer:
     if u not in self.outs and onehot_scatter(red) is not None: raise NeedsRealize(u)  # a scatter (codegen/opt.py) stores nothing else
     return red
 
-PAD_CLAMP = "pad clamp"  # the arg of a clamp's MAX: codegen/opt.py drops them once the divisions are simplified
+PAD_CLAMP = "pad clamp"  # the arg of a clamp's MAX or WHERE: codegen/opt.py drops them once the divisions are simplified
 
 def _clamped(i: UOp, n: int | UOp) -> UOp:
   """An index into a dimension of n, clamped to [0, n) where its bounds go past it: a PAD's inner index is i - b, out

@@ -69,16 +69,13 @@ def scatter_onehot_reduce(sink: UOp) -> UOp:
   filled = UOp(Ops.STORE, st.dtype, (buf, idx.substitute({v: fill}), x.const_like(0)))
   return graph_rewrite(UOp(Ops.SINK, sink.dtype, (filled, scatter), sink.arg), pm_symbolic, name="simplify scatter")
 
-# a padded index's clamp (codegen/lower.py _clamped) let the divisions of a RESHAPE simplify; it is the identity in every
-# lane a PAD's mask keeps, so it goes before vectorising: an index affine in the vector lane is one masked vector load
-# again, not a gather (a depthwise convolution's input gradient). test_padded_index_clamp_is_dropped_for_vector_loads
 def _shift_clamped_divmod(u: UOp, m: UOp, c: UOp) -> UOp | None:
   """max(x - k, 0) // c -> (x - k + c*j) // c - j and % c -> (x - k + c*j) % c, j = ceil(k / c): the same for x >= k,
   where the PAD's mask keeps the lane; the numerator stays non-negative, so a division split by the lane (a stride-2
   window's gradient reads (o*16 + LANE - 1) // 2) becomes o*8 + (LANE + 1) // 2 - 1, one shuffled load.
   test_overlapping_pool_backward_has_no_division"""
   x = m.src[0]
-  terms, k = affine(x)
+  _, k = affine(x)
   if k >= 0 or c.arg <= 0 or not dtypes.is_int(x.dtype): return None
   j = -(k // c.arg)  # ceil(-k / c)
   shifted = x + c.arg * j
@@ -88,6 +85,9 @@ pm_shift_clamped_divmod = PatternMatcher([
   (UPat((Ops.IDIV, Ops.MOD), src=(UPat(Ops.MAX, src=(UPat(), UPat.const(0)), arg=PAD_CLAMP, name="m"), UPat.cvar("c")), name="u"), _shift_clamped_divmod),
 ], name="shift_clamped_divmod")
 
+# a padded index's clamp (codegen/lower.py _clamped) let the divisions of a RESHAPE simplify; it is the identity in every
+# lane a PAD's mask keeps, so it goes before vectorising: an index affine in the vector lane is one masked vector load
+# again, not a gather (a depthwise convolution's input gradient). test_padded_index_clamp_is_dropped_for_vector_loads
 pm_drop_pad_clamps = PatternMatcher([(UPat(Ops.MAX, src=(UPat.var("x"), UPat.cvar()), arg=PAD_CLAMP), lambda x: x),
                                      (UPat(Ops.WHERE, src=(UPat(), UPat.var("x"), UPat.cvar()), arg=PAD_CLAMP), lambda x: x)], name="drop_pad_clamps")
 
@@ -162,7 +162,7 @@ def _repeats_in(idx: UOp, r: UOp) -> bool:
   terms, _ = affine(idx)
   inner = [t for t in terms if r in t.ranges]
   if len(inner) != 1 or terms[t := inner[0]] != 1 or t.op is not Ops.IDIV or t.src[1].op is not Ops.CONST: return False
-  a, k = affine(t.src[0])
+  a, _ = affine(t.src[0])
   return a == {r: 1} and 2 <= t.src[1].arg <= MAX_STRIDE
 
 def choose_vector_axis(sink: UOp, max_lanes: int) -> tuple[UOp, str, int] | None:
