@@ -276,12 +276,13 @@ class LLVMRenderer:
     self.emit(f"{out} = call {mt} {fn}(ptr align {dt.scalar.itemsize} {p}, <{n} x i1> {mask}, {mt} zeroinitializer)")
 
   def strided_load(self, u: UOp) -> str:
-    """Lane l reads base + picks[l] (non-decreasing): one masked load of the span from the base, only the elements
+    """Lane l reads base + picks[l]: one masked load of the span from the base, only the elements
     some valid lane picks enabled (so nothing past the last valid lane is touched), and a shuffle. Lanes s apart
-    (a stride-2 conv's input), or reading each element twice ((LANE + 1) // 2: a stride-2 window's gradient)."""
+    (a stride-2 conv's input), reading each element twice ((LANE + 1) // 2: a stride-2 window's gradient), or two rows
+    interleaved."""
     buf, idx = u.src[:2]
     w, picks = u.dtype.count, u.arg.picks
-    n = 1 << picks[-1].bit_length()  # the span rounded up to a power of two: a legal vector width, its tail disabled
+    n = 1 << max(picks).bit_length()  # the span rounded up to a power of two: a legal vector width, its tail disabled
     first = {p: l for l, p in reversed(list(enumerate(picks)))}  # the first lane picking each element
     wide = u.dtype.scalar.vec(n)
     if len(u.src) == 3:  # valid lanes are a prefix: element e is read iff the first lane picking it is valid (index w: false)

@@ -146,7 +146,7 @@ MAX_STRIDE = 4  # a vector load whose lanes are s <= 4 elements apart reads s*W 
 
 @dataclass(frozen=True)
 class Strided:
-  picks: tuple[int, ...]  # LOAD arg: lane l of the vector load at a scalar base reads base + picks[l] (non-decreasing)
+  picks: tuple[int, ...]  # LOAD arg: lane l of the vector load at a scalar base reads base + picks[l]
   guard: bool = False     # the span may leave the buffer (under a PAD): elements outside it read nothing
 
 def _stride_in(idx: UOp, r: UOp) -> int | None:
@@ -305,7 +305,7 @@ def type_vectors(sink: UOp) -> UOp:
       n = src[0].arg.size
       # a masked load is in bounds in its valid lanes; an unmasked one whose span may leave its buffer reads only the
       # elements inside (a symbolic size: a gather, clamped lane by lane)
-      guard = len(src) == 2 and not (base.vmin >= 0 and base.vmax + (picks or (0,))[-1] < (n if isinstance(n, int) else n.vmin))
+      guard = len(src) == 2 and not (base.vmin >= 0 and base.vmax + max(picks or (0,)) < (n if isinstance(n, int) else n.vmin))
       if picks is not None and guard and not isinstance(n, int): picks = None
       arg = Strided(picks, guard) if picks is not None and picks != tuple(range(w)) else None
       memo[u] = UOp(Ops.LOAD, u.dtype.vec(w), (src[0], base if picks is not None else src[1]) + src[2:], arg); continue
@@ -322,16 +322,16 @@ def type_vectors(sink: UOp) -> UOp:
   return memo[sink]
 
 def _base_and_picks(idx: UOp, w: int) -> tuple[UOp, tuple[int, ...] | None]:
-  """idx = a scalar base + an offset that depends on the vector lane only (s*LANE, (LANE + 1) // 2, ...): (base, the
-  offset of each lane) when the offsets do not decrease and span at most MAX_STRIDE*w elements (one vector access at a
-  scalar base, test_repeated_lanes_are_one_narrow_load); else (idx, None), a gather."""
+  """idx = a scalar base + an offset that depends on the vector lane only (s*LANE, (LANE + 1) // 2, (LANE % 2)*n +
+  LANE // 2, ...): (base, the offset of each lane) when the offsets span at most MAX_STRIDE*w elements (one vector
+  access at a scalar base, test_repeated_lanes_are_one_narrow_load); else (idx, None), a gather."""
   terms, const = affine(idx)
   lane_terms = {t: c for t, c in terms.items() if _is_vec(t)}
   offs = [sum(c * v for t, c in lane_terms.items() if (v := _at_lane(t, l)) is not None) for l in range(w)]
   if any(_at_lane(t, 0) is None for t in lane_terms): return idx, None
   lo = min(offs)
   picks = tuple(o - lo for o in offs)
-  if any(a > b for a, b in zip(picks, picks[1:])) or picks[-1] >= MAX_STRIDE * w: return idx, None
+  if max(picks) >= MAX_STRIDE * w: return idx, None
   return _build({t: c for t, c in terms.items() if t not in lane_terms}, const + lo), picks
 
 def _at_lane(u: UOp, lane: int) -> int | None:

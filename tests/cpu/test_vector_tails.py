@@ -253,6 +253,12 @@ def test_repeated_lanes_are_one_narrow_load(capsys):
     np.testing.assert_array_equal(up.numpy(), np.repeat(x, 2, axis=1) * 2)
     np.testing.assert_array_equal(zi.numpy(), np.stack([x, np.zeros_like(x)], -1).reshape(3, 2 * n) + 1)
     np.testing.assert_array_equal(up4.numpy(), np.repeat(x, 4, axis=1) - 1)
+  # lanes in no order: two rows interleaved, lane l reads row l % 2 at l // 2 (one load of the span, then a shuffle)
+  for n in (24, 37):
+    x = rng.standard_normal((3, 2, n)).astype(np.float32)
+    with Context(DEBUG=4, CACHELEVEL=0): zipped = (t(x).permute(0, 2, 1).reshape(3, 2 * n) * 2).realize()
+    assert "extractelement" not in capsys.readouterr().out
+    np.testing.assert_array_equal(zipped.numpy(), x.transpose(0, 2, 1).reshape(3, 2 * n) * 2)
 
 def test_column_sum_keeps_four_accumulators(capsys):
   # a sum over rows of a (128, 512) matrix: every load moves with the vector loop, so nothing is shared, yet four
