@@ -224,6 +224,19 @@ def test_tensor_index_grad_matches_numeric(data):
   idx = data.draw(hnp.arrays(np.int32, data.draw(st.integers(1, 6)), elements=st.integers(-4, 3)))
   assert_grad_matches(lambda t: t[Tensor(idx)], x)
 
+@examples(10)
+@given(data=st.data())
+def test_large_table_index_grad_is_the_scatter_of_the_upstream_gradient(data):
+  # 32+ rows: the weight gradient is a scatter (codegen/opt.py scatter_onehot_reduce); ids repeat, negatives wrap
+  V, D = data.draw(st.integers(32, 70), label="rows"), data.draw(st.integers(1, 20), label="width")
+  ids = data.draw(hnp.arrays(np.int32, (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 9))), elements=st.integers(-V, V - 1)))
+  g = data.draw(arr(ids.shape + (D,)))
+  x = Tensor(np.zeros((V, D), np.float32), requires_grad=True)
+  (x[Tensor(ids)] * Tensor(g.astype(np.float32))).sum().backward()
+  expected = np.zeros((V, D))
+  np.add.at(expected, ids % V, g.astype(np.float32).astype(np.float64))
+  np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-5, atol=1e-5)
+
 def test_tensor_index_repeated_rows_accumulate():
   x = Tensor(np.zeros((3, 2)), requires_grad=True)
   x[Tensor([0, 2, 0, 0])].sum().backward()
