@@ -186,11 +186,18 @@ class LLVMRenderer:
     for acc in accs:
       names = [self.names[acc]]
       for _ in range(1, n):
-        names.append(a := f"%acc{len(self.allocas)}")
-        self.allocas.append(f"  {a} = alloca {ltype(acc.dtype)}, align 64")
-        init.append(f"  store {ltype(acc.dtype)} {self.val(UOp.const(acc.dtype, reduce_identity(acc.arg.arg, acc.dtype.scalar)))}, ptr {a}")
+        a, line = self.accumulator(acc)
+        names.append(a)
+        init.append(line)
       chains.append((acc, names))
     return chains, init
+
+  def accumulator(self, acc: UOp) -> tuple[str, str]:
+    """A new alloca for the DEFINE_ACC acc, and the line starting it at its reduce's identity."""
+    a = f"%acc{len(self.allocas)}"
+    self.allocas.append(f"  {a} = alloca {ltype(acc.dtype)}, align 64")
+    ident = UOp.const(acc.dtype, reduce_identity(acc.arg.arg, acc.dtype.scalar))
+    return a, f"  store {ltype(acc.dtype)} {self.val(ident)}, ptr {a}"
 
   def block_with_accumulators(self, b: Block, chains: list[tuple[UOp, list[str]]], k: int) -> None:
     """Copy k of loop b's body, its ACCUMULATEs adding into the (k % n)-th of their accumulators."""
@@ -219,12 +226,9 @@ class LLVMRenderer:
     if op is Ops.LOAD: self.names[u] = self.load(u)
     elif op is Ops.STORE: self.store(u)
     elif op is Ops.DEFINE_ACC:
-      red = u.arg
-      a = f"%acc{len(self.allocas)}"
-      self.allocas.append(f"  {a} = alloca {ltype(u.dtype)}, align 64")
-      self.names[u] = self.acc_of[red] = a
-      ident = reduce_identity(red.arg, u.dtype.scalar)
-      self.emit(f"store {ltype(u.dtype)} {self.val(UOp.const(u.dtype, ident))}, ptr {a}")
+      a, init = self.accumulator(u)
+      self.names[u] = self.acc_of[u.arg] = a
+      self.lines.append(init)
     elif op is Ops.ACCUMULATE:
       acc, v = u.src
       cur = self.tmp()

@@ -1340,8 +1340,8 @@ SMALL_K = 128  # x @ W.T with at most this many columns in W: W.T is copied row-
 def _copies_transposed(x: Tensor, w: Tensor) -> bool:
   """x @ W.T (a Linear layer) with a short reduce over a realized W: copy W.T row-major first, so the product is
   broadcast-FMA rows over the output columns instead of dot products of K/16 vectors each ending in a horizontal sum.
-  x(512, 64) @ W(192, 64).T: 328 -> 208 us, (2048, 128) @ (128, 128).T 1000 -> 495; at K 256 they are even, at 784 the
-  dot products win. Only where enough rows of x share the copy. test_linear_with_short_reduce_copies_its_weight"""
+  x(512, 64) @ W(192, 64).T: 276 -> 169 us, (2048, 128) @ (128, 128).T 992 -> 546 (alternated in one process); at K 256
+  they are even, at 784 the dot products win. Only where enough rows of x share the copy. test_linear_with_short_reduce_copies_its_weight"""
   if w.ndim != 2 or x.ndim < 2 or w.shape[0] > SMALL_K or w.shape[1] < 16 or prod(x.shape[:-1]) < 64: return False
   if not all(isinstance(s, int) for s in x.shape + w.shape): return False
   u = _resolved(w.uop)
