@@ -260,6 +260,21 @@ def test_repeated_lanes_are_one_narrow_load(capsys):
     assert "extractelement" not in capsys.readouterr().out
     np.testing.assert_array_equal(zipped.numpy(), x.transpose(0, 2, 1).reshape(3, 2 * n) * 2)
 
+@examples(12)
+@given(m=st.integers(64, 130), k=st.integers(1, 128), n=st.integers(16, 70), data=st.data())
+def test_linear_with_short_reduce_matches_numpy(m, k, n, data):
+  # the W.T copy of _copies_transposed at any K <= 128, widths that leave masked lanes: forward and both gradients
+  g = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1), label="seed"))
+  x, w, up = g.standard_normal((m, k)).astype(np.float32), g.standard_normal((n, k)).astype(np.float32), g.standard_normal((m, n)).astype(np.float32)
+  xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
+  out = xt @ wt.T
+  (out * t(up)).sum().backward()
+  x64, w64, up64 = x.astype(np.float64), w.astype(np.float64), up.astype(np.float64)
+  tol = dict(rtol=1e-4, atol=1e-4 * max(1, k) ** 0.5)
+  np.testing.assert_allclose(out.numpy(), x64 @ w64.T, **tol)
+  np.testing.assert_allclose(xt.grad.numpy(), up64 @ w64, rtol=1e-4, atol=1e-4 * max(1, n) ** 0.5)
+  np.testing.assert_allclose(wt.grad.numpy(), up64.T @ x64, rtol=1e-4, atol=1e-4 * max(1, m) ** 0.5)
+
 def test_column_sum_keeps_four_accumulators(capsys):
   # a sum over rows of a (128, 512) matrix: every load moves with the vector loop, so nothing is shared, yet four
   # vectors of each row are summed side by side (four accumulators, 64 contiguous floats per row read)
