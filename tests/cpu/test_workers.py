@@ -122,3 +122,30 @@ def test_a_threaded_kernel_gets_its_variables_through_the_chunks_entry(monkeypat
     out = (ta.shrink(((0, 512), (0, Variable("n", 1, 1024).bind(n)))) * 3 - 1).realize()
     np.testing.assert_allclose(out.numpy(), a[:, :n] * 3 - 1, rtol=1e-6, atol=1e-6)  # x*3-1 is one fma
   assert calls == [3, 3], calls  # output, input, and the value of n
+
+def test_a_realize_of_several_kernels_is_one_native_call(monkeypatch):
+  """An eager realize whose plan has two kernels or more (a large sum: per-thread partials, then their sum; a softmax
+  and its row statistics) runs them by one native call (tinygrad.engine.realize.NativeBatch), with no Python between
+  them; with the workers busy it runs them one by one. Both agree with numpy and count the same kernels."""
+  from runtime.cpu import KernelBatch
+  from tinygrad.engine import realize
+  from tinygrad.helpers import GlobalCounters
+  if Device["CPU"].threads == 1: pytest.skip("THREADS=1: no native workers, so no one-call plans")
+  rng = np.random.default_rng(2)
+  a, b = rng.standard_normal(1 << 22).astype(np.float32), rng.standard_normal((300, 257)).astype(np.float32)
+  ta, tb = Tensor(a).realize(), Tensor(b).realize()
+  cases = [(lambda: ta.sum(), a.astype(np.float64).sum(), 1e-5), (lambda: (tb.softmax(-1) * 2).sum(0), (np.exp(b) / np.exp(b).sum(-1, keepdims=True) * 2).sum(0), 1e-5)]
+  calls, run = [], KernelBatch.run
+  monkeypatch.setattr(KernelBatch, "run", lambda self, ptrs: (calls.append(len(ptrs)), run(self, ptrs))[1])
+  counts = []
+  for make, want, rtol in cases:
+    for busy in (False, True):
+      if busy: monkeypatch.setattr(KernelBatch, "run", lambda self, ptrs: False)
+      out, c0 = make(), GlobalCounters.kernel_count
+      plan, _, _ = realize.plan_for([out.uop], out.device)
+      assert len(plan.kernels) > 1 and plan.batch is not None
+      np.testing.assert_allclose(out.numpy(), want, rtol=rtol, atol=1e-4)
+      counts.append(GlobalCounters.kernel_count - c0)
+    monkeypatch.setattr(KernelBatch, "run", lambda self, ptrs: (calls.append(len(ptrs)), run(self, ptrs))[1])
+  assert counts[0] == counts[1] >= 2 and counts[2] == counts[3] >= 2, counts
+  assert len(calls) == 2, calls  # one call per batched realize; none while busy

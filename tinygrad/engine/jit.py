@@ -17,10 +17,10 @@ import functools, gc, weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 from tinygrad.device import Buffer, Device
-from tinygrad.helpers import DEBUG, GlobalCounters
+from tinygrad.helpers import DEBUG
 from tinygrad import uop as _uop
 from tinygrad.engine import realize as _realize
-from tinygrad.engine.realize import ExecPlan, CompiledKernel, run_kernel, buffer_uop
+from tinygrad.engine.realize import ExecPlan, NativeBatch, native_batch, run_kernel, buffer_uop
 from tinygrad.tensor import Tensor, _PENDING, _resolved, _is_buffer  # tinygrad/__init__ imports tensor before this module
 from tinygrad.uop import UOp, Ops, unbind, sym_eval
 
@@ -65,18 +65,7 @@ class _Captured:
   outputs: Any                                         # the return value with each Tensor replaced by a _Slot
   var_vals: dict                                       # the Variables' values when recorded (those not in the arguments stay)
   sym_sizes: dict[int, UOp]                            # slot -> its size in terms of Variables (allocated on every replay)
-  batch: Any = None                                    # all kernels in one native call (runtime.cpu.KernelBatch), if they can be
-  batch_slots: list[int] = field(default_factory=list) # the slots of every kernel's buffers, kernel after kernel
-  totals: tuple[int, int] = (0, 0)                     # the kernels' FLOP and bytes, for GlobalCounters
-
-def _batch(cap: _Captured) -> None:
-  """Replay every kernel in one native call when all are compiled kernels of one CPU device without Variables."""
-  devs = {dev for _, _, dev in cap.kernels}
-  if len(devs) != 1 or not hasattr(dev := devs.pop(), "batch") or \
-     any(not isinstance(ck, CompiledKernel) or ck.variables for ck, _, _ in cap.kernels): return
-  cap.batch = dev.batch([(ck.program, len(slots), *ck.launch) for ck, slots, _ in cap.kernels])
-  cap.batch_slots = [i for _, slots, _ in cap.kernels for i in slots]
-  cap.totals = (sum(ck.flops for ck, _, _ in cap.kernels), sum(ck.nbytes for ck, _, _ in cap.kernels))
+  batch: NativeBatch | None = None                     # every kernel in one native call, where they can be
 
 @dataclass(frozen=True)
 class _Slot:
@@ -189,7 +178,7 @@ class TinyJit(Generic[R]):
     fresh = sorted(({s for _, s, _ in state_out} | {x.slot for x in _flat_leaves(outputs, _Slot)} | set(sym_sizes)) - set(range(len(tensors))))
     cap = _Captured([_Spec(shape, t.dtype, t.device) for t, shape in zip(tensors, shapes)], list(slot), fresh, state_in, state_out,
                     _watch(slot, made, arg_bufs, {t for t, _ in state_in}), kernels, outputs, var_vals, sym_sizes)
-    _batch(cap)
+    if len(devs := {dev for _, _, dev in kernels}) == 1: cap.batch = native_batch([(ck, slots) for ck, slots, _ in kernels], devs.pop())
     self.captured[key] = cap
     if DEBUG >= 1: print(f"TinyJit: recorded {len(kernels)} kernels in {len(rec.runs)} realizes of {getattr(self.fn, '__name__', 'fn')}")
     return out
@@ -210,11 +199,8 @@ class TinyJit(Generic[R]):
     for i in cap.fresh:
       size = sym_eval(cap.sym_sizes[i], var_vals) if i in cap.sym_sizes else table[i].size
       table[i] = Buffer(table[i].device, size, table[i].dtype)
-    if cap.batch is not None and DEBUG.value < 2 and cap.batch.run([table[i].ptr for i in cap.batch_slots]):
-      GlobalCounters.kernel_count += len(cap.kernels)
-      GlobalCounters.global_ops += cap.totals[0]
-      GlobalCounters.global_mem += cap.totals[1]
-    else:  # DEBUG>=2 (a timing line per kernel), no native workers, or another thread using them
+    if cap.batch is None or DEBUG.value >= 2 or not cap.batch.run(table):
+      # DEBUG>=2 (a timing line per kernel), no native workers, or another thread using them
       for ck, slots, dev in cap.kernels: run_kernel(ck, [table[i] for i in slots], dev, var_vals)
     for t, i, shape in cap.state_out: t.uop = buffer_uop(table[i], _rebind(shape, var_vals))
     return _map_leaves(cap.outputs, _Slot, lambda x: Tensor._wrap(buffer_uop(table[x.slot], _rebind(x.shape, var_vals)), table[x.slot].device))

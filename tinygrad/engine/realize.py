@@ -9,6 +9,7 @@ Caches, in the order a hot path meets them:
 from __future__ import annotations
 import time
 from dataclasses import dataclass
+from typing import Any
 from tinygrad import uop as _uop
 from tinygrad.uop import UOp, Ops, BufferRef, MOVEMENT, sym_eval, unbind, is_symbolic
 from tinygrad.dtype import DType, dtypes
@@ -39,6 +40,30 @@ class BufferCopy:
   """A COPY between devices: a host transfer, not a kernel."""
   name: str = "copy"
 
+@dataclass(frozen=True)
+class NativeBatch:
+  """Kernels run in order by one native call (runtime.cpu.KernelBatch): no Python between them, and threaded ones find
+  the workers still awake from the one before. Serves a plan's kernels and a TinyJit replay's."""
+  native: Any                 # runtime.cpu.KernelBatch
+  slots: tuple[int, ...]      # the buffer slots of every kernel's parameters, kernel after kernel
+  kernels: int
+  flops: int
+  nbytes: int
+  def run(self, bufs: list[Buffer]) -> bool:
+    """Run on the buffers in bufs' slots; False (nothing run) where the workers are busy in another thread."""
+    if not self.native.run([bufs[i].ptr for i in self.slots]): return False
+    GlobalCounters.kernel_count += self.kernels
+    GlobalCounters.global_ops += self.flops
+    GlobalCounters.global_mem += self.nbytes
+    return True
+
+def native_batch(kernels: list[tuple[CompiledKernel | BufferCopy, tuple[int, ...]]], dev) -> NativeBatch | None:
+  """The kernels as one native call, where all are compiled kernels without Variables on a device that batches."""
+  if not hasattr(dev, "batch") or any(not isinstance(ck, CompiledKernel) or ck.variables for ck, _ in kernels): return None
+  if (native := dev.batch([(ck.program, len(slots), *ck.launch) for ck, slots in kernels])) is None: return None
+  return NativeBatch(native, tuple(i for _, slots in kernels for i in slots), len(kernels),
+                     sum(ck.flops for ck, _ in kernels), sum(ck.nbytes for ck, _ in kernels))
+
 @dataclass
 class ExecPlan:
   n_inputs: int
@@ -46,6 +71,7 @@ class ExecPlan:
   kernels: list[tuple[CompiledKernel, tuple[int, ...]]]  # kernel and the slot of each of its parameters
   outputs: list[int | None]                         # slot holding each root, None where the root is a view
   saved: list[tuple[UOp, int]]                      # (node, slot) of every other kernel output: kept for later graphs
+  batch: NativeBatch | None = None                  # two kernels or more, run by one native call where they can be
 
 plan_cache: dict[tuple[tuple[UOp, ...], str], ExecPlan] = {}
 kernel_cache: dict[tuple[UOp, str], CompiledKernel] = {}
@@ -193,14 +219,16 @@ def make_plan(roots: tuple[UOp, ...], n_inputs: int, device: str) -> ExecPlan:
         if DEBUG >= 3: print(f"  {ck.name}: LLVM compile and load {ck.program.build_s*1e3:.1f} ms")
   outputs = [None if is_view_of_buffer(r) else slot_for(r) for r in roots]
   saved = [(o, slot[o]) for it in items for o in it.outs if o not in roots and o in slot]
-  return ExecPlan(n_inputs, new_bufs, kernels, outputs, saved)
+  batch = native_batch(kernels, Device[device]) if len(kernels) > 1 else None
+  return ExecPlan(n_inputs, new_bufs, kernels, outputs, saved, batch)
 
 def new_buffers(plan: ExecPlan, device: str, var_vals: dict[UOp, int]) -> list[Buffer]:
   return [Buffer(device, size if type(size) is int else sym_eval(size, var_vals), dt) for size, dt in plan.new_bufs]
 
 def run_plan(plan: ExecPlan, inputs: list[Buffer], device: str, var_vals: dict[UOp, int]) -> list[Buffer]:
   bufs = inputs + new_buffers(plan, device, var_vals)
-  dev = Device[device]
+  if plan.batch is not None and DEBUG.value < 2 and plan.batch.run(bufs): return bufs
+  dev = Device[device]  # DEBUG>=2 (a timing line per kernel), Variables, no native workers, or they are busy
   for ck, slots in plan.kernels: run_kernel(ck, [bufs[s] for s in slots], dev, var_vals)
   return bufs
 
