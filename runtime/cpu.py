@@ -109,6 +109,15 @@ class KernelBatch:
     """False (nothing run) when another thread is using the workers."""
     return self.workers.run_list(self.descs, ptrs)
 
+class InlineCall:
+  """One kernel run on the calling thread, as KernelBatch runs several: run() takes its buffers' pointers. A plan of
+  one small kernel (x + 1 on 16 elements) goes straight to its ctypes entry: 11.5 -> ~10.5 us per op."""
+  __slots__ = ("fn", "outer")
+  def __init__(self, prog: CPUProgram, outer: int): self.fn, self.outer = prog.fn, outer
+  def run(self, ptrs: list[int]) -> bool:
+    self.fn(*ptrs, 0, self.outer)
+    return True
+
 class Pending:
   """The result of a job on the thread pool. get() waits for it, running queued jobs itself meanwhile (so the waiting
   thread is one more worker), and re-raises the job's error."""
@@ -234,9 +243,11 @@ class CPUDevice:
     n = min(self.threads, outer)
     bounds = [outer * i // n for i in range(n + 1)]
     self.pool.run(prog.fn, [(*ptrs, bounds[i], bounds[i + 1]) for i in range(n)])
-  def batch(self, launches: list[tuple[CPUProgram, int, int, int, bool]]) -> KernelBatch | None:
+  def batch(self, launches: list[tuple[CPUProgram, int, int, int, bool]]) -> KernelBatch | InlineCall | None:
     """One native call for kernels run in order, each (program, number of arguments, outer, work, threaded); None
-    where there are no native workers (THREADS=1, or not Linux x86-64/ARM64)."""
+    where there are no native workers (THREADS=1, or not Linux x86-64/ARM64). One kernel that runs inline is called
+    through its own entry point."""
+    if len(launches) == 1 and not self.splits(*launches[0][2:]): return InlineCall(launches[0][0], launches[0][2])
     if (workers := start_workers(self.compiler, self.threads - 1)) is None: return None
     descs, first = [], 0
     for prog, nargs, outer, work, threaded in launches:

@@ -149,3 +149,18 @@ def test_a_realize_of_several_kernels_is_one_native_call(monkeypatch):
     monkeypatch.setattr(KernelBatch, "run", lambda self, ptrs: (calls.append(len(ptrs)), run(self, ptrs))[1])
   assert counts[0] == counts[1] >= 2 and counts[2] == counts[3] >= 2, counts
   assert len(calls) == 2, calls  # one call per batched realize; none while busy
+
+def test_a_plan_of_one_inline_kernel_calls_its_entry_point():
+  """A plan of one kernel too small to split over threads runs through runtime.cpu.InlineCall (its own ctypes entry,
+  none of run_kernel's per-kernel work), counted in GlobalCounters like any kernel."""
+  from runtime.cpu import InlineCall
+  from tinygrad.engine import realize
+  from tinygrad.helpers import GlobalCounters
+  a = np.arange(16, dtype=np.float32)
+  ta = Tensor(a).realize()
+  out = ta * 3 + 1
+  plan, _, _ = realize.plan_for([out.uop], out.device)
+  assert len(plan.kernels) == 1 and isinstance(plan.batch.native, InlineCall)
+  c0 = GlobalCounters.kernel_count
+  np.testing.assert_array_equal(out.numpy(), a * 3 + 1)
+  assert GlobalCounters.kernel_count - c0 == 1

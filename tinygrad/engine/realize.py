@@ -43,8 +43,9 @@ class BufferCopy:
 @dataclass(frozen=True)
 class NativeBatch:
   """Kernels run in order by one native call (runtime.cpu.KernelBatch): no Python between them, and threaded ones find
-  the workers still awake from the one before. Serves a plan's kernels and a TinyJit replay's."""
-  native: Any                 # runtime.cpu.KernelBatch
+  the workers still awake from the one before; one kernel that runs inline is called straight (runtime.cpu.InlineCall).
+  Serves a plan's kernels and a TinyJit replay's."""
+  native: Any                 # runtime.cpu.KernelBatch or InlineCall
   slots: tuple[int, ...]      # the buffer slots of every kernel's parameters, kernel after kernel
   kernels: int
   flops: int
@@ -71,7 +72,7 @@ class ExecPlan:
   kernels: list[tuple[CompiledKernel, tuple[int, ...]]]  # kernel and the slot of each of its parameters
   outputs: list[int | None]                         # slot holding each root, None where the root is a view
   saved: list[tuple[UOp, int]]                      # (node, slot) of every other kernel output: kept for later graphs
-  batch: NativeBatch | None = None                  # two kernels or more, run by one native call where they can be
+  batch: NativeBatch | None = None                  # the kernels as one native call, where they can be
 
 plan_cache: dict[tuple[tuple[UOp, ...], str], ExecPlan] = {}
 kernel_cache: dict[tuple[UOp, str], CompiledKernel] = {}
@@ -219,7 +220,7 @@ def make_plan(roots: tuple[UOp, ...], n_inputs: int, device: str) -> ExecPlan:
         if DEBUG >= 3: print(f"  {ck.name}: LLVM compile and load {ck.program.build_s*1e3:.1f} ms")
   outputs = [None if is_view_of_buffer(r) else slot_for(r) for r in roots]
   saved = [(o, slot[o]) for it in items for o in it.outs if o not in roots and o in slot]
-  batch = native_batch(kernels, Device[device]) if len(kernels) > 1 else None
+  batch = native_batch(kernels, Device[device]) if kernels else None
   return ExecPlan(n_inputs, new_bufs, kernels, outputs, saved, batch)
 
 def new_buffers(plan: ExecPlan, device: str, var_vals: dict[UOp, int]) -> list[Buffer]:
