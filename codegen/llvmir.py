@@ -216,6 +216,13 @@ class LLVMRenderer:
         parts = [self.binary(acc.arg.arg, acc.dtype, x, y, acc.dtype) for x, y in zip(parts[::2], parts[1::2])] + parts[len(parts) // 2 * 2:]
       self.emit(f"store {t} {parts[0]}, ptr {names[0]}")
 
+  @staticmethod
+  def identity_mask(v: UOp, op: Ops) -> UOp | None:
+    """m where v is where(m, x, the reduce's identity): a vector loop's invalid lanes adding nothing (codegen.opt.vectorize)."""
+    if v.op is not Ops.WHERE or v.src[0].dtype.count != v.dtype.count: return None
+    e = v.src[2].src[0] if v.src[2].op is Ops.VECTORIZE else v.src[2]
+    return v.src[0] if e.op is Ops.CONST and e.arg == reduce_identity(op, e.dtype.scalar) else None
+
   def gep(self, buf: UOp, idx: str, idx_dtype: DType, inbounds: bool = True) -> str:
     p = self.tmp()
     self.emit(f"{p} = getelementptr {'inbounds ' if inbounds else ''}{ltype(buf.dtype, mem=True)}, ptr {self.val(buf)}, {ltype(idx_dtype)} {idx}")
@@ -231,10 +238,16 @@ class LLVMRenderer:
       self.lines.append(init)
     elif op is Ops.ACCUMULATE:
       acc, v = u.src
-      cur = self.tmp()
-      self.emit(f"{cur} = load {ltype(acc.dtype)}, ptr {self.names[acc]}")
-      new = self.binary(u.arg.arg, acc.dtype, cur, self.val(v, acc.dtype), acc.dtype)
-      self.emit(f"store {ltype(acc.dtype)} {new}, ptr {self.names[acc]}")
+      t, cur = ltype(acc.dtype), self.tmp()
+      self.emit(f"{cur} = load {t}, ptr {self.names[acc]}")
+      if (mask := self.identity_mask(v, u.arg.arg)) is not None:
+        # acc + where(m, x, 0) as where(m, acc + x, acc): the same values (the sum never holds -0.0), and one masked
+        # FMA where fmul, select and fadd were three. test_masked_reduce_lanes_accumulate_by_masked_fma
+        new, out = self.binary(u.arg.arg, acc.dtype, cur, self.val(v.src[1], acc.dtype), acc.dtype), self.tmp()
+        self.emit(f"{out} = select {ltype(mask.dtype)} {self.val(mask)}, {t} {new}, {t} {cur}")
+        new = out
+      else: new = self.binary(u.arg.arg, acc.dtype, cur, self.val(v, acc.dtype), acc.dtype)
+      self.emit(f"store {t} {new}, ptr {self.names[acc]}")
     elif op is Ops.REDUCE:
       acc = self.acc_of[u]
       adt = u.src[0].dtype

@@ -478,3 +478,22 @@ def test_overlapping_pool_backward_has_no_division(capsys):
   for i in range(3):
     for j in range(3): ref[:, :, i:i + 28:2, j:j + 28:2] += g / 9
   np.testing.assert_allclose(xt.grad.numpy(), ref[:, :, 1:29, 1:29], rtol=1e-6, atol=1e-6)
+
+def test_masked_reduce_lanes_accumulate_by_masked_fma(capsys):
+  # codegen/llvmir.py: a reduce over a loop whose last vector has masked lanes adds where(m, x, identity); it is
+  # rendered where(m, acc + x, acc) (one masked FMA, not fmul, select and fadd). Values as numpy's for sum, max and
+  # prod over 100 columns (16 lanes: the last 4 valid), rows holding inf, -inf and NaN
+  rng = np.random.default_rng(11)
+  a, b = rng.standard_normal((37, 100)).astype(np.float32), rng.standard_normal((37, 100)).astype(np.float32)
+  a[1, 3], a[2, 97], a[3, :] = np.inf, -np.inf, -np.inf
+  a[4, 50], b[5, 99] = np.nan, np.inf
+  with Context(DEBUG=4):
+    dot = (t(a) * t(b)).sum(1).realize()
+  ir = capsys.readouterr().out
+  accs = set(re.findall(r"(%v\d+) = load <16 x float>, ptr %acc\d+", ir))
+  sels = re.findall(r"= select <16 x i1> %v\d+, <16 x float> %v\d+, <16 x float> (%v\d+)", ir)
+  assert sels and all(s in accs for s in sels), "invalid lanes keep the accumulator"
+  np.testing.assert_allclose(dot.numpy(), (a.astype(np.float64) * b).sum(1), rtol=1e-5, atol=1e-4)
+  np.testing.assert_array_equal(t(a).max(1).numpy(), a.max(1))
+  p = np.abs(a[:, :40]) * 0.5 + 0.75
+  np.testing.assert_allclose(t(p).prod(1).numpy(), p.astype(np.float64).prod(1), rtol=1e-4)
