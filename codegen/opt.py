@@ -139,8 +139,9 @@ def _lane_width(sink: UOp, end: int, max_lanes: int) -> int:
   test_13x13_conv_and_width_10_reduce_are_vectorised"""
   itemsize = max([u.dtype.scalar.itemsize for u in sink.toposort() if u.op in (Ops.LOAD, Ops.DEFINE_GLOBAL)] + [1])
   limit = min(max_lanes, 64 // itemsize)
-  def cost(w: int) -> float: return ceildiv(end, w) * (1 if end % w == 0 else MASKED_COST)
-  return min((w for w in (1, 2, 4, 8, 16) if w <= limit), key=lambda w: (cost(w), w))
+  return min((w for w in (1, 2, 4, 8, 16) if w <= limit), key=lambda w: (_vector_cost(end, w), w))
+
+def _vector_cost(end: int, w: int) -> float: return ceildiv(end, w) * (1 if end % w == 0 else MASKED_COST)
 
 MAX_STRIDE = 4  # a vector load whose lanes are s <= 4 elements apart reads s*W contiguous elements and keeps every s-th
 
@@ -165,11 +166,11 @@ def _repeats_in(idx: UOp, r: UOp) -> bool:
   a, _ = affine(t.src[0])
   return a == {r: 1} and 2 <= t.src[1].arg <= MAX_STRIDE
 
-def choose_vector_axis(sink: UOp, max_lanes: int) -> tuple[UOp, str, int] | None:
-  """Vectorise the loop whose accesses are contiguous: candidates are the innermost output loop (if the store is
-  contiguous in it) and the innermost loop of each reduce; the one with the fewest per-lane gathers wins, ties going
-  to the output loop (its store is one vector store and no horizontal reduce is needed). A load whose lanes are up to
-  MAX_STRIDE elements apart (a stride-2 conv's input) is no gather: it becomes wide contiguous loads and a shuffle.
+def vector_candidates(sink: UOp, max_lanes: int) -> list[tuple[UOp, str, int]]:
+  """The loops to vectorise, best first: candidates are the innermost output loop (if the store is contiguous in it)
+  and the innermost loop of each reduce; the fewer per-lane gathers the better, ties going to the output loop (its
+  store is one vector store and no horizontal reduce is needed). A load whose lanes are up to MAX_STRIDE elements apart
+  (a stride-2 conv's input) is no gather: it becomes wide contiguous loads and a shuffle. Each is (loop, kind, lanes).
   test_stride_2_conv_reads_rows_with_wide_loads"""
   store = sink.src[0]
   nodes = sink.toposort()
@@ -184,9 +185,44 @@ def choose_vector_axis(sink: UOp, max_lanes: int) -> tuple[UOp, str, int] | None
     r = red.src[-1]
     if r in store.src[1].ranges or not any(r in ld.src[1].ranges for ld in loads): continue
     cands.append((gathers(r), 1, r, "reduce"))
-  for _, _, r, kind in sorted(cands, key=lambda c: (c[0], c[1])):
-    if (w := _lane_width(sink, r.arg.end, max_lanes)) > 1: return r, kind, w
-  return None
+  out = []
+  for g, _, r, kind in sorted(cands, key=lambda c: (c[0], c[1])):
+    if (w := _lane_width(sink, r.arg.end, max_lanes)) > 1: out.append((g, r, kind, w))
+  if len(out) > 1 and out[0][2] == "global" and out[1][0] == out[0][0] and 2 * _filled(out[0]) < _filled(out[1]):
+    # the output loop fills under half the lanes the reduce's does (a 3x3 weight gradient's 3-wide rows, one of 4 lanes
+    # masked, against its 28-wide reduce): both are tried, and the one whose tiled loops cost less is kept (optimize)
+    return [(r, kind, w) for _, r, kind, w in out[:2]]
+  return [(r, kind, w) for _, r, kind, w in out[:1]]
+
+def _filled(cand: tuple) -> float:
+  """Valid lanes per vector iteration of a candidate (gathers, loop, kind, lanes)."""
+  end, w = cand[1].arg.end, cand[3]
+  return end / _vector_cost(end, w)
+
+def tile(sink: UOp, r: UOp, kind: str, w: int, max_lanes: int) -> UOp:
+  """Vectorise loop r (w lanes), the other reduces that can be, and unroll the register tile's loops."""
+  sink = vectorize(sink, r, w)
+  sink = vectorize_other_reduces(sink, max_lanes)
+  vec_outer = next((g for g in _ranges(sink, "global") if g.arg.id == r.arg.id), None) if kind == "global" else None
+  for ur, f in choose_upcasts(sink, vec_outer, kind == "reduce"): sink = upcast(sink, ur, f)
+  return sink
+
+def loop_cost(sink: UOp) -> int:
+  """Iterations times the loads and accumulates of each innermost reduce body, after tiling (hash-consing shares a load
+  the tile's copies have in common); a reduce's horizontal sum of its lanes counts 4 per output. Compares two tilings."""
+  glob = prod(r.arg.end for r in _ranges(sink, "global"))
+  groups: dict[tuple[UOp, ...], list[UOp]] = {}
+  for red in (u for u in sink.toposort() if u.op is Ops.REDUCE): groups.setdefault(red.src[1:], []).append(red)
+  lanes = [u for u in sink.toposort() if u.op is Ops.LANE]
+  def load_cost(ld: UOp) -> int:  # a contiguous or broadcast vector 1, lanes 2-4 apart 2 (wide load, shuffle), a gather w
+    s = max([_stride_in(ld.src[1], ln) or 0 for ln in lanes if ln in ld.src[1].ranges] + [0])
+    return 1 if s <= 1 else 2 if s <= MAX_STRIDE else lanes[0].arg
+  cost = 0
+  for rngs, reds in groups.items():
+    loads = {ld for red in reds for ld in red.src[0].toposort() if ld.op is Ops.LOAD}
+    cost += glob * prod(r.arg.end for r in rngs if r.op is Ops.RANGE) * (sum(load_cost(ld) for ld in loads) + len(reds))
+    cost += glob * 4 * sum(1 for red in reds if any(x.op is Ops.LANE for x in red.src[1:]))
+  return cost
 
 def vectorize(sink: UOp, r: UOp, w: int) -> UOp:
   """Replace loop r by an outer loop of ceil(end/w) and w vector lanes; every value that depends on a lane becomes a
@@ -243,7 +279,7 @@ def upcast(sink: UOp, r: UOp, u: int) -> UOp:
   stores = tuple(st.substitute({r: outer * u + c}) for c in range(u) for st in sink.src)
   return graph_rewrite(UOp(Ops.SINK, dtypes.void, stores, sink.arg), pm_symbolic, name="simplify after upcast")
 
-def choose_upcasts(sink: UOp, vec_range: UOp | None) -> list[tuple[UOp, int]]:
+def choose_upcasts(sink: UOp, vec_range: UOp | None, along_reduce: bool) -> list[tuple[UOp, int]]:
   """Register tiling for reduce kernels (matmul, conv): unroll the innermost global loops whose unrolled copies share
   loads inside a reduce. Returns (loop, factor) pairs."""
   reds = [u for u in sink.toposort() if u.op is Ops.REDUCE and prod(r.arg.end for r in u.src[1:] if r.op is Ops.RANGE) >= 16]
@@ -262,7 +298,9 @@ def choose_upcasts(sink: UOp, vec_range: UOp | None) -> list[tuple[UOp, int]]:
     ends = [s.arg.end for s in red.src[1:] if s.op is Ops.RANGE]
     return len(ends) == 1 and isinstance(ends[0], int) and ends[0] >= 256
   long_matmul = vec_range is not None and vec_range.arg.kind == "global" and all(one_long_loop(red) for red in reds)
-  rows = (8, 4, 2) if long_matmul else (4, 2)
+  # a reduce vectorised along its image rows (a 3x3 weight gradient) shares each row vector of the upstream gradient
+  # across the window's offsets: loops of 3 are unrolled whole
+  rows = (8, 4, 2) if long_matmul else (4, 3, 2) if along_reduce else (4, 2)
   # the vector loop first, then the loops its vector loads do not move with (their copies share those loads), then the
   # rest, innermost first. A convolution vectorised along its width thus unrolls output channels, not rows
   vec_loads = [ld for ld in loads if vec_range is not None and vec_range in ld.src[1].ranges]
@@ -392,20 +430,19 @@ def optimize(sink: UOp, max_lanes: int, threads: int, noopt: bool) -> tuple[UOp,
   sink = graph_rewrite(sink, pm_drop_pad_clamps + pm_symbolic, name="drop pad clamps")
   sink = graph_rewrite(sink, pm_promote_half)
   if not noopt: sink = store_reduced_values(scatter_onehot_reduce(sink))
-  vec = None if noopt else choose_vector_axis(sink, max_lanes)
-  if vec is not None:
-    r, kind, w = vec
-    sink = vectorize(sink, r, w)
-    sink = vectorize_other_reduces(sink, max_lanes)
-    vec_outer = next((g for g in _ranges(sink, "global") if g.arg.id == r.arg.id), None) if kind == "global" else None
-    for ur, f in choose_upcasts(sink, vec_outer): sink = upcast(sink, ur, f)
+  cands = [] if noopt else vector_candidates(sink, max_lanes)
+  vec = None
+  if cands:
+    tiled = [(tile(sink, *c, max_lanes), c) for c in cands]
+    sink, (_, kind, w) = min(tiled, key=lambda sc: loop_cost(sc[0])) if len(tiled) > 1 else tiled[0]
+    vec = (kind, w)
     sink = type_vectors(sink)
   sink = guard_loads(sink)
   glob = _ranges(sink, "global")
   loops = [u for u in sink.toposort() if u.op is Ops.RANGE]
-  work = prod(r.arg.end for r in loops) * (vec[2] if vec else 1)
+  work = prod(r.arg.end for r in loops) * (vec[1] if vec else 1)
   thread_range = glob[0] if glob and threads > 1 and _upper(glob[0].arg.end) > 1 else None
-  return sink, KernelInfo(name, (vec[1], vec[2]) if vec else None, thread_range, loop_order(sink, glob), work)
+  return sink, KernelInfo(name, vec, thread_range, loop_order(sink, glob), work)
 
 L2_BYTES = 1 << 19  # a conservative per-core L2 share: operands larger than this are streamed from L3 or memory
 

@@ -497,3 +497,23 @@ def test_masked_reduce_lanes_accumulate_by_masked_fma(capsys):
   np.testing.assert_array_equal(t(a).max(1).numpy(), a.max(1))
   p = np.abs(a[:, :40]) * 0.5 + 0.75
   np.testing.assert_allclose(t(p).prod(1).numpy(), p.astype(np.float64).prod(1), rtol=1e-4)
+
+def test_depthwise_weight_gradient_vectorises_its_reduce(capsys):
+  # codegen/opt.py: a depthwise 3x3 weight gradient's output row is 3 wide (4 lanes, one masked) and its reduce runs
+  # along 28-wide image rows. Both are tiled and the cheaper kept (loop_cost): the reduce, with the 3x3 window as
+  # the register tile, 9 accumulators sharing each vector of the upstream gradient
+  rng = np.random.default_rng(7)
+  x, w = rng.standard_normal((4, 8, 28, 28)).astype(np.float32), rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
+  g = rng.standard_normal((4, 8, 28, 28)).astype(np.float32)
+  tw = Tensor(w, requires_grad=True)
+  with Context(DEBUG=4):
+    (t(x).conv2d(tw, padding=1, groups=8) * t(g)).sum().backward()
+    dw = tw.grad.realize()
+  ir = capsys.readouterr().out
+  name = next(n for n in re.findall(r"^// (r_8_3_3\w*)$", ir, re.M))
+  assert f"{name}: vector=('reduce', 16)" in ir
+  kernel = ir.split(f"// {name}\n")[1].split("\n// ")[0]
+  assert "%acc8 = alloca <16 x float>" in kernel, "the 3x3 window is unrolled: 9 accumulators"
+  xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+  ref = np.array([[[(g[:, c] * xp[:, c, i:i + 28, j:j + 28]).sum() for j in range(3)] for i in range(3)] for c in range(8)])
+  np.testing.assert_allclose(dw.numpy(), ref[:, None], rtol=1e-4, atol=1e-3)
