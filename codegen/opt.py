@@ -281,7 +281,8 @@ def upcast(sink: UOp, r: UOp, u: int) -> UOp:
 
 def choose_upcasts(sink: UOp, vec_range: UOp | None, along_reduce: bool) -> list[tuple[UOp, int]]:
   """Register tiling for reduce kernels (matmul, conv): unroll the innermost global loops whose unrolled copies share
-  loads inside a reduce. Returns (loop, factor) pairs."""
+  loads inside a reduce. vec_range is the vectorised output loop (None when the lanes run along a reduce, along_reduce).
+  Returns (loop, factor) pairs."""
   reds = [u for u in sink.toposort() if u.op is Ops.REDUCE and prod(r.arg.end for r in u.src[1:] if r.op is Ops.RANGE) >= 16]
   if not reds: return []
   loads = [ld for red in reds for ld in red.src[0].toposort() if ld.op is Ops.LOAD]
