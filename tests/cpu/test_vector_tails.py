@@ -418,6 +418,27 @@ def test_large_outputs_are_stored_non_temporally(capsys):
   np.testing.assert_array_equal(small.numpy(), a[:4096] * 2 + 1)
   np.testing.assert_array_equal((t(a) * 2 + 1).numpy(), a * 2 + 1)
 
+def test_large_inputs_read_once_are_loaded_non_temporally(capsys):
+  # codegen/llvmir.py streamed_load: whole aligned vectors of an input of 32 MiB or more that every loop around the
+  # load moves (each element read once) are non-temporal loads (vmovntdqa: its lines do not evict the caches), with no
+  # fence (that is for non-temporal stores); an input read once per row of a broadcast, or a small one, loads as usual
+  n = 8 << 20
+  a = (np.arange(n, dtype=np.float32) % 1000) - 500
+  x = t(a).realize()
+  with Context(DEBUG=4):
+    big = x.sum().realize()
+    twice = (x.reshape(1, n).expand(2, n) + 1).realize()
+    small = x[:4 << 20].sum().realize()
+  out = capsys.readouterr().out
+  def kernel(name: str) -> str: return out.split(f"// {name}\n")[1].split("\n// ")[0]
+  nt_load = re.compile(r"= load <16 x float>, ptr %v\d+, align 64, !nontemporal !0")
+  assert nt_load.search(kernel("r_64_131072")) and "fence" not in kernel("r_64_131072")
+  assert "= load <16 x float>" in kernel("E_2_8388608") and not nt_load.search(kernel("E_2_8388608"))
+  assert "= load <16 x float>" in kernel("r_64_65536") and "!nontemporal" not in kernel("r_64_65536")
+  np.testing.assert_allclose(big.item(), a.astype(np.float64).sum(), rtol=1e-5, atol=1e-3)
+  np.testing.assert_array_equal(twice.numpy(), np.broadcast_to(a + 1, (2, n)))
+  np.testing.assert_allclose(small.item(), a[:4 << 20].astype(np.float64).sum(), rtol=1e-5, atol=1e-3)
+
 def test_row_value_depending_on_the_output_column_is_not_stored_early():
   # out[i, j] = sum_k a[i,j]*a[i,k] + a[i,j]^2: the summed value depends on j too, so it cannot be kept in out[i, k]
   # (it was, once: wrong values, and a vector store past the end of the buffer for the last row)
