@@ -368,9 +368,10 @@ class LLVMRenderer:
   def streamed_load(self, u: UOp) -> bool:
     """A load of whole vector registers from an input far larger than the caches, each element read once (every loop
     around it moves its index): non-temporal (vmovntdqa), so its lines do not evict what the next kernels and the
-    interpreter use. A tiny realize after a 16M-float sum took 27-33 us instead of 53-105, the sum itself 1-12%
-    faster; a dot product and (a*b+c).relu() stream as fast as before (alternated, /tmp/ntl_ab.py, session 12).
-    test_large_inputs_read_once_are_loaded_non_temporally"""
+    interpreter use. A tiny realize right after a 16M-float sum's partials kernel: 29-66 us instead of 52-75, the kernel
+    itself 1-3% slower (bench/kernel_ab.py ntload, alternating call by call; run in blocks of calls it measured up to
+    12% faster); a dot product and (a*b+c).relu() stream as fast as before. The whole sum (bench.py --only sum, processes
+    alternated): 0.71-0.89x -> 0.98-1.18x torch. test_large_inputs_read_once_are_loaded_non_temporally"""
     if len(u.src) != 2 or isinstance(u.arg, Strided) or not self.loops: return False
     terms, _ = affine(u.src[1])
     return all(r in terms for r in self.loops) and self.whole_vectors_of_large(u.src[0], u.src[1], u.dtype)
