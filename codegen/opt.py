@@ -213,10 +213,10 @@ def loop_cost(sink: UOp) -> int:
   glob = prod(r.arg.end for r in _ranges(sink, "global"))
   groups: dict[tuple[UOp, ...], list[UOp]] = {}
   for red in (u for u in sink.toposort() if u.op is Ops.REDUCE): groups.setdefault(red.src[1:], []).append(red)
-  lanes = [u for u in sink.toposort() if u.op is Ops.LANE]
-  def load_cost(ld: UOp) -> int:  # a contiguous or broadcast vector 1, lanes 2-4 apart 2 (wide load, shuffle), a gather w
-    s = max([_stride_in(ld.src[1], ln) or 0 for ln in lanes if ln in ld.src[1].ranges] + [0])
-    return 1 if s <= 1 else 2 if s <= MAX_STRIDE else lanes[0].arg
+  def load_cost(ld: UOp) -> int:  # as type_vectors will read it: a contiguous or broadcast vector 1, a Strided span 2, a gather w
+    if not (w := max((x.arg for x in ld.src[1].ranges if x.op is Ops.LANE), default=0)): return 1
+    picks = _base_and_picks(ld.src[1], w)[1]
+    return w if picks is None else 1 if picks == tuple(range(w)) else 2
   cost = 0
   for rngs, reds in groups.items():
     loads = {ld for red in reds for ld in red.src[0].toposort() if ld.op is Ops.LOAD}
