@@ -1155,10 +1155,10 @@ class Tensor(MovementMixin, ProcessingMixin):
     if cin % groups or cout % groups or cin // groups != cin_g:
       raise ValueError(f"conv2d: input channels {cin} and weight {weight.shape} do not match groups={groups} (need weight.shape[1] == {cin}//{groups})")
     if padding == "same" or padding == "valid":
-      dl = _tuple(dilation, nk, "dilation")
+      dl = _tuple(dilation, nk, "conv2d: dilation")
       if padding == "valid": pads = [(0, 0)] * nk
       else:
-        if any(s != 1 for s in _tuple(stride, nk, "stride")): raise ValueError("conv2d: padding='same' needs stride 1")
+        if any(s != 1 for s in _tuple(stride, nk, "conv2d: stride")): raise ValueError("conv2d: padding='same' needs stride 1")
         tot = [d * (k - 1) for d, k in zip(dl, weight.shape[2:])]
         pads = [(t // 2, t - t // 2) for t in tot]
     elif isinstance(padding, int): pads = [(padding, padding)] * nk
@@ -1184,8 +1184,8 @@ class Tensor(MovementMixin, ProcessingMixin):
   def conv_transpose2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride=1, dilation=1, padding=0, output_padding=0) -> Tensor:
     """The gradient of conv2d with respect to its input, as PyTorch's conv_transpose2d. weight: (Cin, Cout/groups, *kernel)."""
     nk = weight.ndim - 2
-    st, dl = _tuple(stride, nk, "stride"), _tuple(dilation, nk, "dilation")
-    pd, op = _tuple(padding, nk, "padding"), _tuple(output_padding, nk, "output_padding")
+    st, dl = _tuple(stride, nk, "conv_transpose2d: stride"), _tuple(dilation, nk, "conv_transpose2d: dilation")
+    pd, op = _tuple(padding, nk, "conv_transpose2d: padding"), _tuple(output_padding, nk, "conv_transpose2d: output_padding")
     cin, cout_g = weight.shape[:2]
     if self.ndim != nk + 2 or cin != self.shape[1] or cin % groups:
       raise ValueError(f"conv_transpose2d: input of shape {self.shape} does not match weight of shape {weight.shape} with "
@@ -1224,22 +1224,22 @@ class Tensor(MovementMixin, ProcessingMixin):
     pads = tuple((d * (k - 1) - p, d * (k - 1) - p + o) for d, k, p, o in zip(dl, weight.shape[2:], pd, op))
     return x.pad(((0, 0), (0, 0)) + pads).conv2d(w, bias, groups=groups, dilation=dl)
 
-  def _pool_pad(self, k: tuple[int, ...], padding, value: float) -> Tensor:
-    pd = _tuple(padding, len(k), "padding")
+  def _pool_pad(self, k: tuple[int, ...], padding, value: float, op: str) -> Tensor:
+    pd = _tuple(padding, len(k), f"{op}: padding")
     return self.pad(((0, 0),) * (self.ndim - len(k)) + tuple((p, p) for p in pd), value=value) if any(pd) else self
   def max_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0, ceil_mode: bool = False) -> Tensor:
-    k = _tuple(kernel_size, 2, "kernel_size")
+    k = _tuple(kernel_size, 2, "max_pool2d: kernel_size")
     if ceil_mode: raise NotImplementedError("max_pool2d: ceil_mode=True is not supported")
-    x = self._pool_pad(k, padding, -math.inf if dtypes.is_float(self.dtype) else dtypes.min(self.dtype))
+    x = self._pool_pad(k, padding, -math.inf if dtypes.is_float(self.dtype) else dtypes.min(self.dtype), "max_pool2d")
     return x._windows(k, k if stride is None else stride, dilation, "max_pool2d").max((-2, -1))
   def avg_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0, ceil_mode: bool = False, count_include_pad: bool = True) -> Tensor:
-    k = _tuple(kernel_size, 2, "kernel_size")
+    k = _tuple(kernel_size, 2, "avg_pool2d: kernel_size")
     if ceil_mode: raise NotImplementedError("avg_pool2d: ceil_mode=True is not supported")
-    x = self._pool_pad(k, padding, 0.0)
+    x = self._pool_pad(k, padding, 0.0, "avg_pool2d")
     s = k if stride is None else stride
     summed = x._windows(k, s, dilation, "avg_pool2d").sum((-2, -1))
-    if count_include_pad or not any(_tuple(padding, 2, "padding")): return summed / prod(k)
-    ones = Tensor.ones(self.shape[-2:], device=self.device)._pool_pad(k, padding, 0.0)._windows(k, s, dilation, "avg_pool2d").sum((-2, -1))
+    if count_include_pad or not any(_tuple(padding, 2, "avg_pool2d: padding")): return summed / prod(k)
+    ones = Tensor.ones(self.shape[-2:], device=self.device)._pool_pad(k, padding, 0.0, "avg_pool2d")._windows(k, s, dilation, "avg_pool2d").sum((-2, -1))
     return summed / ones
 
   def dropout(self, p: float = 0.5) -> Tensor:

@@ -187,6 +187,10 @@ WINDOW_ERRORS = {  # (op names accepted, the call, shapes the message must show)
                                       lambda: Tensor.ones(2, 4, 5, 5).conv_transpose2d(Tensor.ones(4, 2, 3, 3), stride=2, output_padding=2), ()),
   "conv_transpose2d negative padding": (("conv_transpose2d",), lambda: Tensor.ones(2, 4, 5, 5).conv_transpose2d(Tensor.ones(4, 2, 3, 3), padding=-1), ()),
   "conv_transpose2d no output": (("conv_transpose2d",), lambda: Tensor.ones(2, 4, 1, 1).conv_transpose2d(Tensor.ones(4, 2, 1, 1), padding=1), ((1, 1),)),
+  "conv_transpose2d stride length": (("conv_transpose2d",), lambda: Tensor.ones(2, 4, 5, 5).conv_transpose2d(Tensor.ones(4, 2, 3, 3), stride=(1, 2, 3)), ()),
+  "conv2d same dilation length": (("conv2d",), lambda: Tensor.ones(2, 4, 5, 5).conv2d(Tensor.ones(2, 4, 3, 3), padding="same", dilation=(1, 1, 1)), ()),
+  "max_pool2d kernel length": (("max_pool2d",), lambda: Tensor.ones(2, 4, 5, 5).max_pool2d((2, 2, 2)), ()),
+  "avg_pool2d padding length": (("avg_pool2d",), lambda: Tensor.ones(2, 4, 5, 5).avg_pool2d(2, padding=(1, 1, 1)), ()),
 }
 
 @pytest.mark.parametrize("case", sorted(WINDOW_ERRORS))
