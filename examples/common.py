@@ -22,9 +22,12 @@ class TextBar:
     sys.stderr.write("\n")
 
 def evaluate(model, X: Tensor, Y: Tensor, batch: int = 1000) -> float:
-  """Accuracy of model on (X, Y), in eval mode, in batches."""
-  with Tensor.train(False):
-    return sum((model(X[i:i + batch]).argmax(-1) == Y[i:i + batch]).sum().item() for i in range(0, X.shape[0], batch)) / X.shape[0]
+  """Accuracy of model on (X, Y), in eval mode and without gradients (a padded conv then runs over whole rows), in batches."""
+  prev, Tensor.no_grad = Tensor.no_grad, True
+  try:
+    with Tensor.train(False):
+      return sum((model(X[i:i + batch]).argmax(-1) == Y[i:i + batch]).sum().item() for i in range(0, X.shape[0], batch)) / X.shape[0]
+  finally: Tensor.no_grad = prev
 
 def classifier_args(description: str, epochs: float, lr: float):
   """The flags every Fashion-MNIST example takes; returns the parser so an example can add its own."""

@@ -1169,17 +1169,24 @@ class Tensor(MovementMixin, ProcessingMixin):
     # the conv kernel masks and clamps every load (measured 5x slower for 32x32x56x56 * 64x32x3x3). An unrealized
     # input is computed first: a producer inlined into the pad copy would run under the pad mask (a previous conv
     # there took 330 ms instead of 30 in resnet_mnist's evaluation).
-    x = self
-    if any(p != (0, 0) for p in pads): x = (x if _is_buffer(_resolved(x.uop)) else x.contiguous()).pad(((0, 0), (0, 0)) + tuple(pads)).contiguous()
-    w = x._windows(weight.shape[2:], stride, dilation, "conv2d")  # (N, Cin, *out, *kernel)
-    out_sp = w.shape[2:2 + nk]
-    # kernel axes before output axes: the input gradient's windows (a reduce over Cout, stored in this order) are then
-    # read along the output's rows with vector loads, not gathered across kernel offsets
-    w = w.permute(_swap_blocks(nk))
+    x, flat = self, None
+    if any(p != (0, 0) for p in pads):
+      x = x if _is_buffer(_resolved(x.uop)) else x.contiguous()
+      # (its gradients through whole rows are slower than the windows': resnet's step 6.2 -> 13.6 ms of kernels)
+      if nk == 2 and not _grad_may_flow(x, weight): flat = _flat_windows(x, weight.shape[2:], pads, stride, dilation)
+      if flat is None: x = x.pad(((0, 0), (0, 0)) + tuple(pads)).contiguous()
+    if flat is not None: w, (ho, wo) = flat  # (N, Cin, KH, KW, Ho * Wp): whole padded rows end to end
+    else:
+      # kernel axes before output axes: the input gradient's windows (a reduce over Cout, stored in this order) are then
+      # read along the output's rows with vector loads, not gathered across kernel offsets
+      w = x._windows(weight.shape[2:], stride, dilation, "conv2d").permute(_swap_blocks(nk))  # (N, Cin, *kernel, *out)
+    out_sp = w.shape[2 + nk:]
     w = w.reshape((n, groups, 1, cin_g) + weight.shape[2:] + out_sp)
-    k = weight.reshape((1, groups, cout // groups, cin_g) + weight.shape[2:] + (1,) * nk)
+    k = weight.reshape((1, groups, cout // groups, cin_g) + weight.shape[2:] + (1,) * len(out_sp))
     out = (w * k).sum(tuple(range(3, 4 + nk))).reshape((n, cout) + out_sp)
-    return out if bias is None else out + bias.reshape((1, cout) + (1,) * nk)
+    if bias is not None: out = out + bias.reshape((1, cout) + (1,) * len(out_sp))
+    # the last Wp - Wo outputs of each padded row read across into the next: a view drops them
+    return out if flat is None else out.contiguous().reshape((n, cout, ho, -1)).shrink((None, None, None, (0, wo)))
 
   def conv_transpose2d(self, weight: Tensor, bias: Tensor | None = None, groups: int = 1, stride=1, dilation=1, padding=0, output_padding=0) -> Tensor:
     """The gradient of conv2d with respect to its input, as PyTorch's conv_transpose2d. weight: (Cin, Cout/groups, *kernel)."""
@@ -1370,6 +1377,13 @@ def _box(indices, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
     box.append((lo, max(lo, hi)))
   return box
 
+def _grad_may_flow(*ts: Tensor) -> bool:
+  """Whether a backward() could reach a tensor requiring grad through one of ts (graphs are walked only while a tensor
+  requires grad and Tensor.no_grad is off)."""
+  if Tensor.no_grad or not _GRAD_TENSORS: return False
+  nodes = {t.uop for t in _GRAD_TENSORS if t.requires_grad}
+  return any(t.uop in nodes or _reaches(t.uop, nodes) for t in ts)
+
 def _reaches(root: UOp, nodes: set[UOp]) -> bool:
   seen, stack = set(), [root]
   while stack:
@@ -1379,6 +1393,25 @@ def _reaches(root: UOp, nodes: set[UOp]) -> bool:
     seen.add(u)
     stack.extend(u.src)
   return False
+
+def _flat_windows(x: Tensor, kernel: tuple[int, ...], pads: list[tuple[int, int]], stride, dilation) -> tuple[Tensor, tuple[int, int]] | None:
+  """A stride-1 2-D convolution's windows over the padded input's rows run end to end: output p = ho * Wp + wo reads
+  x[p + kh*dh*Wp + kw*dw], so its loop is one contiguous axis of Ho*Wp (Wp - Wo outputs per row are computed and dropped)
+  instead of Ho rows of Wo, whose vectors are part empty when Wo is not a multiple of the lanes (56 = 3.5 vectors of
+  16). Returns the windows (N, Cin, KH, KW, Ho*Wp) and (Ho, Wo), or None where it would fill fewer lanes or is not a
+  CPU convolution. test_flat_row_conv_matches_numpy"""
+  st, dl = _tuple(stride, 2, "conv2d: stride"), _tuple(dilation, 2, "conv2d: dilation")
+  if st != (1, 1) or not isinstance(x.device, str) or not x.device.startswith("CPU") or not all(isinstance(d, int) for d in x.shape): return None
+  (kh, kw), (dh, dw) = kernel, dl
+  hp, wp = x.shape[2] + sum(pads[0]), x.shape[3] + sum(pads[1])
+  ho, wo = hp - dh * (kh - 1), wp - dw * (kw - 1)
+  lanes = Device[x.device].compiler.vector_bits // 32
+  if ho <= 0 or wo <= 0 or ceildiv(ho * wp, lanes) > ho * ceildiv(wo, lanes): return None
+  extra = ceildiv(dw * (kw - 1), wp)  # whole rows below, so the last windows' reads stay in the copy
+  n, c = x.shape[:2]
+  flat = x.pad(((0, 0), (0, 0), (pads[0][0], pads[0][1] + extra), pads[1])).contiguous().reshape((n, c, (hp + extra) * wp))
+  y = flat._windows((kw,), 1, dw, "conv2d").permute(0, 1, 3, 2)._windows((kh,), 1, dh * wp, "conv2d")  # N, C, KW, *, KH
+  return y.shrink((None, None, None, (0, ho * wp), None)).permute(0, 1, 4, 2, 3), (ho, wo)
 
 def _swap_blocks(nk: int) -> tuple[int, ...]:
   """The permutation (N, C, *a, *b) -> (N, C, *b, *a) for two blocks of nk axes (it is its own inverse): a convolution's

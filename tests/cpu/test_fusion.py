@@ -392,3 +392,15 @@ def test_embedding_backward_is_a_scatter(capsys):
     (emb2(Tensor(ids)) * Tensor(g)).sum().backward()
     opt.step()
   np.testing.assert_allclose(emb2.weight.numpy(), -expected, rtol=1e-6, atol=1e-6)
+
+def test_view_of_contiguous_root_is_not_copied():
+  # a realized root that is a view of a CONTIGUOUS (a conv's whole padded rows, tensor.py _flat_windows) stays a view
+  # of that kernel's output: one kernel, not a second one copying the view
+  x = rnd(6, 10)
+  out = (x * 2).contiguous().reshape(3, 20).shrink(((0, 3), (0, 17))).permute(1, 0)
+  assert kernels(out) == 1
+  u = out.uop
+  while u.op is not Ops.BUFFER: u = u.src[0]
+  assert u.arg.size == 60
+  np.testing.assert_array_equal(out.numpy(), (x.numpy() * 2).reshape(3, 20)[:, :17].T)
+  assert (out + 1).numpy().shape == (17, 3)

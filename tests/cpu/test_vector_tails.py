@@ -286,21 +286,25 @@ def test_column_sum_keeps_four_accumulators(capsys):
 
 def test_register_tiles_of_matmul_and_conv(capsys):
   # codegen/opt.py choose_upcasts: a broadcast-FMA matmul over a reduce of 256+ unrolls 8 rows (8 x 2 vectors = 16
-  # accumulators); a shorter reduce unrolls 8 rows of one vector and a convolution 8 output channels of one vector (8)
+  # accumulators); a shorter reduce unrolls 8 rows of one vector and a convolution 8 output channels of one vector (8),
+  # over rows of 56 (a conv whose weight requires grad) or over the padded rows end to end (one that needs no gradient)
   rng = np.random.default_rng(2)
   a, b = rng.standard_normal((64, 256)).astype(np.float32), rng.standard_normal((256, 64)).astype(np.float32)
   x, w = rng.standard_normal((2, 8, 56, 56)).astype(np.float32), rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
   with Context(DEBUG=4):
     mm, short = (t(a) @ t(b)).realize(), (t(a[:, :128]) @ t(b[:128])).realize()
-    conv = t(x).conv2d(t(w), padding=1).realize()
+    conv, flat = t(x).conv2d(Tensor(w, requires_grad=True), padding=1).realize(), t(x).conv2d(t(w), padding=1).realize()
   ir = capsys.readouterr().out
   def kernel(name: str) -> str: return ir.split(f"// {name}\n")[1].split("\n// ")[0]
   assert "%acc15 = alloca" in kernel("r_64_64_256") and "%acc16" not in kernel("r_64_64_256")
-  for name in ("r_64_64_128", "r_2_16_56_56_8_3_3"): assert "%acc7 = alloca" in kernel(name) and "%acc8" not in kernel(name)
+  for name in ("r_64_64_128", "r_2_16_56_56_8_3_3", "r_2_16_3248_8_3_3"):
+    assert "%acc7 = alloca" in kernel(name) and "%acc8" not in kernel(name)
   # the convolution's tile: 1 input vector and 8 weight broadcasts per 8 FMAs, in every copy of its unrolled window
   conv_ir = kernel("r_2_16_56_56_8_3_3")
   taps = conv_ir.count("call <16 x float> @llvm.masked.load")
   assert taps >= 1 and conv_ir.count("= load float") == 8 * taps
+  assert "masked.load" not in kernel("r_2_16_3248_8_3_3")  # 56 rows of 58 are 203 full vectors
+  np.testing.assert_array_equal(flat.numpy(), conv.numpy())
   np.testing.assert_allclose(mm.numpy(), a @ b, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(short.numpy(), a[:, :128] @ b[:128], rtol=1e-4, atol=1e-4)
   ref = np.zeros((2, 16, 56, 56))

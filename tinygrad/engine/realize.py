@@ -285,20 +285,20 @@ def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
   if recording is not None:
     from tinygrad.engine.jit import RecordedRun
     recording.runs.append(RecordedRun(plan, device, inputs, bufs[len(inputs):], var_vals))
-  out = []
-  for r, nr, s in zip(roots, norm, plan.outputs):
-    if s is None: out.append(resolve(r)); continue
-    v = buffer_uop(bufs[s], r.shape)
-    # a graph of constants and IOTA only (normalize left it unchanged) stays recomputable: later graphs that use it
-    # (a shared CONST, an arange feeding a one-hot gather) keep folding it. test_gather_of_computed_index_is_one_load
-    if nr is not r: r.realized = v
-    out.append(v)
   if plan.saved:
     # intermediate kernel outputs stay attached to their nodes while those live, so a later graph through them (the
     # optimizer step after loss.realize() re-reading the forward pass) reads them. test_step_after_loss_reuses_forward
     slot_of = dict(plan.saved)
     for u, nu in memo.items():
       if (s := slot_of.get(nu)) is not None and u.realized is None: u.realized = buffer_uop(bufs[s], u.shape)
+  out = []
+  for r, nr, s in zip(roots, norm, plan.outputs):
+    if s is None: out.append(resolve(r)); continue  # a view of a buffer: of an input, or of a kernel output saved above
+    v = buffer_uop(bufs[s], r.shape)
+    # a graph of constants and IOTA only (normalize left it unchanged) stays recomputable: later graphs that use it
+    # (a shared CONST, an arange feeding a one-hot gather) keep folding it. test_gather_of_computed_index_is_one_load
+    if nr is not r: r.realized = v
+    out.append(v)
   return out
 
 def buffer_uop(buf: Buffer, shape: tuple) -> UOp:

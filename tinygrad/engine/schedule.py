@@ -23,10 +23,11 @@ class ScheduleItem:
   inputs: tuple[UOp, ...]   # realized Tensor-level nodes read, in parameter order (after the outputs)
 
 def is_view_of_buffer(u: UOp) -> bool:
-  """A movement-op view of a buffer, or of a COPY (always its own transfer): it needs no kernel of its own."""
+  """A movement-op view of a buffer, or of a COPY or CONTIGUOUS (always their own transfer or kernel): it needs no kernel
+  of its own. test_view_of_contiguous_root_is_not_copied"""
   v = u
   while v.op in MOVEMENT: v = v.src[0]
-  return v.op is Ops.BUFFER or (v.op is Ops.COPY and v is not u)
+  return v.op is Ops.BUFFER or (v.op in (Ops.COPY, Ops.CONTIGUOUS) and v is not u)
 
 def _nonempty(u: UOp) -> bool: return not isinstance(u.size, int) or u.size > 0  # a symbolic size is a kernel that may loop 0 times
 
