@@ -283,7 +283,12 @@ def choose_upcasts(sink: UOp, vec_range: UOp | None, along_reduce: bool) -> list
   """Register tiling for reduce kernels (matmul, conv): unroll the innermost global loops whose unrolled copies share
   loads inside a reduce. vec_range is the vectorised output loop (None when the lanes run along a reduce, along_reduce).
   Returns (loop, factor) pairs."""
-  reds = [u for u in sink.toposort() if u.op is Ops.REDUCE and prod(r.arg.end for r in u.src[1:] if r.op is Ops.RANGE) >= 16]
+  iters = {u: prod(r.arg.end for r in u.src[1:] if r.op is Ops.RANGE) for u in sink.toposort() if u.op is Ops.REDUCE}
+  # several short reduces side by side count as one long one: a conv's input gradient summing its 9 kernel offsets,
+  # each a reduce over 8 channels (test_conv_input_gradient_sums_its_offsets_in_one_kernel)
+  reds = [u for u, n in iters.items() if n >= 16]
+  side_by_side = not reds and len(iters) > 1 and all(isinstance(n, int) for n in iters.values()) and sum(iters.values()) >= 16
+  if side_by_side: reds = list(iters)
   if not reds: return []
   loads = [ld for red in reds for ld in red.src[0].toposort() if ld.op is Ops.LOAD]
   # a matmul vectorised along its columns (broadcast-FMA) over one reduce loop of 256+ takes 8 rows and 2 vectors: 16
@@ -319,6 +324,11 @@ def choose_upcasts(sink: UOp, vec_range: UOp | None, along_reduce: bool) -> list
   # keep at least 8 accumulators in flight (FMA latency x throughput): when the vector loop could not be unrolled
   # (784 = 49 x 16 lanes), unroll the row loop 8x instead of 4x
   if prod(f for _, f in out) < 8 and out and out[-1][0] is not vec_range and out[-1][0].arg.end % 8 == 0: out[-1] = (out[-1][0], 8)
+  if side_by_side and out:
+    # short reduces side by side (a conv's input gradient: 9 offsets x 8 channels) already keep 9 accumulators per copy:
+    # one loop, the one whose copies share the most vector loads (output channels), 8 copies (8 x 9 accumulators)
+    r = max((r for r, _ in out), key=lambda r: sum(r not in ld.src[1].ranges for ld in loads if _has_lane(ld.src[1])))
+    out = [(r, 8 if r.arg.end % 8 == 0 else next(f for rr, f in out if rr is r))]
   return out
 
 def _is_vec(u: UOp) -> bool: return u.dtype.count > 1 or u.op is Ops.LANE

@@ -404,3 +404,27 @@ def test_view_of_contiguous_root_is_not_copied():
   assert u.arg.size == 60
   np.testing.assert_array_equal(out.numpy(), (x.numpy() * 2).reshape(3, 20)[:, :17].T)
   assert (out + 1).numpy().shape == (17, 3)
+
+def _conv_input_grad_ref(g: np.ndarray, w: np.ndarray) -> np.ndarray:
+  """x's gradient of conv2d(x, w, padding=1) given the output's gradient g: each kernel offset's products, shifted."""
+  gp = np.pad(g.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+  h, wd = g.shape[2:]
+  out = np.zeros((g.shape[0], w.shape[1], h, wd))
+  for i in range(3):
+    for j in range(3): out += np.einsum("nkhw,kc->nchw", gp[:, :, 2 - i:2 - i + h, 2 - j:2 - j + wd], w[:, :, i, j])
+  return out
+
+def test_conv_input_gradient_sums_its_offsets_in_one_kernel():
+  # the products of the output's gradient with each kernel offset's weights (9x the input) are no longer stored when
+  # they exceed 4 MiB: the kernel summing the 9 shifted offsets reads them at disjoint indices and computes each
+  # inline (codegen/lower.py _disjoint), its 9 reduces over 16 channels tiled as one (codegen/opt.py choose_upcasts);
+  # the schedule realizes that sum rather than the products, which every reader reached through it
+  # (schedule._converging_consumer). Below 4 MiB the products stay a kernel of their own (lenet's 2 MiB: cheaper)
+  rng = np.random.default_rng(0)
+  for n, c, hw, stored in ((16, 8, 32, False), (2, 4, 9, True), (4, 32, 32, True)):
+    xv, wv, gv = rng.standard_normal((n, c, hw, hw)), rng.standard_normal((c, c, 3, 3)), rng.standard_normal((n, c, hw, hw))
+    x = Tensor(xv.astype(np.float32), requires_grad=True)
+    (x.conv2d(Tensor(wv.astype(np.float32)), padding=1) * Tensor(gv.astype(np.float32))).sum().backward()
+    sizes = [bufs[0].size for _, bufs in x.grad.schedule_linear()]
+    assert (n * c * 9 * hw * hw in sizes) == stored, sizes
+    np.testing.assert_allclose(x.grad.numpy(), _conv_input_grad_ref(gv, wv), rtol=1e-4, atol=1e-4)

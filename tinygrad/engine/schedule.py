@@ -47,8 +47,30 @@ def create_schedule(roots: list[UOp], multi_output: bool = True) -> list[Schedul
     # must a kernel lowered before a later one forced that reduce to be realized (it computed the reduce again).
     redo = [r for r, n in inlined_by.items() if n > 1 or r in to_realize]
     if not redo: return items
+    # where every read of a reduce goes through one smaller node (a conv's input gradient: the sum of its per-offset
+    # products read at each kernel offset), that node is realized instead: the reduce is inlined into its kernel alone
+    redo = [_converging_consumer(r, nodes, to_realize) if inlined_by.get(r, 0) > 1 else r for r in redo]
     to_realize.update(dict.fromkeys(redo))
     assert len(to_realize) > before, "schedule: a pass realized nothing new (it would repeat forever)"
+
+def _converging_consumer(r: UOp, nodes: list[UOp], to_realize: dict[UOp, None]) -> UOp:
+  """The first node above r that every path from r to a node to realize passes through (a post-dominator), elementwise
+  and at most half r's size; else r. test_conv_input_gradient_sums_its_offsets_in_one_kernel"""
+  above, into, out = {r}, {}, {r: 0}  # r's graph above it up to the nodes to realize; edges into and out of each node
+  for u in nodes:
+    if u is r or not (n := sum(s in above for s in u.src)): continue
+    into[u] = n
+    for s in u.src:
+      if s in above: out[s] += 1
+    if u not in to_realize: above.add(u)
+    out[u] = 0
+  open_edges = out[r]
+  for u, n in into.items():  # in topological order: where every edge still open ends at u, all paths meet there
+    if u in to_realize: return r  # a kernel reads r on a path that meets no other first
+    if (open_edges := open_edges - n) == 0 and u.op in ELEMENTWISE and isinstance(u.size, int) and isinstance(r.size, int) \
+       and 2 * u.size <= r.size: return u
+    open_edges += out[u]  # a view of r (or a larger node) is passed: the next node where the paths meet
+  return r
 
 CHAIN_OPS = 64  # distinct elementwise ops after which a chain is cut (realized)
 
