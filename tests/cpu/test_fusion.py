@@ -1,6 +1,7 @@
 """Fusion: how many kernels a graph becomes (the schedule's cost rule)."""
 import re
 import numpy as np
+import pytest
 from tinygrad import Tensor, GlobalCounters
 from tinygrad.uop import Ops
 
@@ -405,21 +406,23 @@ def test_view_of_contiguous_root_is_not_copied():
   np.testing.assert_array_equal(out.numpy(), (x.numpy() * 2).reshape(3, 20)[:, :17].T)
   assert (out + 1).numpy().shape == (17, 3)
 
-def _conv_input_grad_ref(g: np.ndarray, w: np.ndarray) -> np.ndarray:
-  """x's gradient of conv2d(x, w, padding=1) given the output's gradient g: each kernel offset's products, shifted."""
-  gp = np.pad(g.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
-  h, wd = g.shape[2:]
-  out = np.zeros((g.shape[0], w.shape[1], h, wd))
-  for i in range(3):
-    for j in range(3): out += np.einsum("nkhw,kc->nchw", gp[:, :, 2 - i:2 - i + h, 2 - j:2 - j + wd], w[:, :, i, j])
-  return out
+def _conv_input_grad_ref(g: np.ndarray, w: np.ndarray, x_shape: tuple, stride: int = 1, padding: int = 1, dilation: int = 1) -> np.ndarray:
+  """x's gradient of conv2d(x, w, ...) given the output's gradient g: each kernel offset's products, scattered back."""
+  n, c, h, wd = x_shape
+  (ho, wo), k = g.shape[2:], w.shape[2]
+  out = np.zeros((n, c, h + 2 * padding, wd + 2 * padding))
+  for i in range(k):
+    for j in range(k):
+      out[:, :, i * dilation:i * dilation + stride * ho:stride, j * dilation:j * dilation + stride * wo:stride] += \
+        np.einsum("nkhw,kc->nchw", g.astype(np.float64), w[:, :, i, j].astype(np.float64))
+  return out[:, :, padding:padding + h, padding:padding + wd]
 
 def test_conv_input_gradient_sums_its_offsets_in_one_kernel():
   # the products of the output's gradient with each kernel offset's weights (9x the input) are no longer stored when
-  # they exceed 4 MiB: the kernel summing the 9 shifted offsets reads them at disjoint indices and computes each
-  # inline (codegen/lower.py _disjoint), its 9 reduces over 16 channels tiled as one (codegen/opt.py choose_upcasts);
-  # the schedule realizes that sum rather than the products, which every reader reached through it
-  # (schedule._converging_consumer). Below 4 MiB the products stay a kernel of their own (lenet's 2 MiB: cheaper)
+  # they are 4 MiB or more of sums over at most 8 channels: the kernel summing the shifted offsets reads them at disjoint
+  # indices and computes each inline (codegen/lower.py _disjoint), its 9 reduces tiled as one (codegen/opt.py
+  # choose_upcasts); the schedule realizes that sum rather than the products, which every reader reached through it
+  # (schedule._converging_consumer). Smaller products, or sums over more channels, stay a kernel of their own
   rng = np.random.default_rng(0)
   for n, c, hw, stored in ((16, 8, 32, False), (2, 4, 9, True), (4, 32, 32, True)):
     xv, wv, gv = rng.standard_normal((n, c, hw, hw)), rng.standard_normal((c, c, 3, 3)), rng.standard_normal((n, c, hw, hw))
@@ -427,4 +430,19 @@ def test_conv_input_gradient_sums_its_offsets_in_one_kernel():
     (x.conv2d(Tensor(wv.astype(np.float32)), padding=1) * Tensor(gv.astype(np.float32))).sum().backward()
     sizes = [bufs[0].size for _, bufs in x.grad.schedule_linear()]
     assert (n * c * 9 * hw * hw in sizes) == stored, sizes
-    np.testing.assert_allclose(x.grad.numpy(), _conv_input_grad_ref(gv, wv), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(x.grad.numpy(), _conv_input_grad_ref(gv, wv, xv.shape), rtol=1e-4, atol=1e-4)
+
+@pytest.mark.parametrize("k,stride,padding,dilation,inlined", [(3, 1, 2, 2, True), (5, 1, 2, 1, True), (3, 1, 0, 1, True), (3, 2, 1, 1, False)])
+def test_large_conv_input_gradients_match_numpy(k, stride, padding, dilation, inlined):
+  # products of 4 MiB and more over 8 channels, inlined for dilated, 5x5 and unpadded windows; a stride-2 conv's groups
+  # of offsets read them at indices not provably disjoint (a loop on the kernel axis), so they stay stored
+  rng = np.random.default_rng(1)
+  n, hw = 64 if stride == 2 else 16, 34 if padding == 0 else 32  # 32 x 32 outputs (16 x 16 at stride 2)
+  xv, wv = rng.standard_normal((n, 8, hw, hw)), rng.standard_normal((8, 8, k, k))
+  x = Tensor(xv.astype(np.float32), requires_grad=True)
+  out = x.conv2d(Tensor(wv.astype(np.float32)), stride=stride, padding=padding, dilation=dilation)
+  gv = rng.standard_normal(out.shape)
+  (out * Tensor(gv.astype(np.float32))).sum().backward()
+  products = n * 8 * k * k * out.shape[2] * out.shape[3]
+  assert products * 4 >= 4 << 20 and (products in [bufs[0].size for _, bufs in x.grad.schedule_linear()]) != inlined
+  np.testing.assert_allclose(x.grad.numpy(), _conv_input_grad_ref(gv, wv, xv.shape, stride, padding, dilation), rtol=1e-4, atol=1e-4)
