@@ -2,6 +2,7 @@
 iteration where the lane width does not divide the loop), bounds guards for loads, and the choice of the loop that is
 split across threads."""
 from __future__ import annotations
+import itertools
 from dataclasses import dataclass
 from tinygrad.uop import UOp, Ops, RangeArg, ALU, COMPARISON, exec_alu
 from tinygrad.dtype import dtypes
@@ -204,8 +205,7 @@ def tile(sink: UOp, r: UOp, kind: str, w: int, max_lanes: int) -> UOp:
   sink = vectorize(sink, r, w)
   sink = vectorize_other_reduces(sink, max_lanes)
   vec_outer = next((g for g in _ranges(sink, "global") if g.arg.id == r.arg.id), None) if kind == "global" else None
-  for ur, f in choose_upcasts(sink, vec_outer, kind == "reduce"): sink = upcast(sink, ur, f)
-  return sink
+  return upcast(sink, choose_upcasts(sink, vec_outer, kind == "reduce"))
 
 def loop_cost(sink: UOp) -> int:
   """Iterations times the loads and accumulates of each innermost reduce body, after tiling (hash-consing shares a load
@@ -272,11 +272,15 @@ def vectorize_other_reduces(sink: UOp, max_lanes: int) -> UOp:
       break
     else: return sink
 
-def upcast(sink: UOp, r: UOp, u: int) -> UOp:
-  """Unroll u iterations of the global loop r into the body: the kernel stores u results per iteration. Values that
-  do not depend on r (matmul's row of B) are shared by the u copies, and u accumulators run side by side."""
-  outer = UOp(Ops.RANGE, dtypes.index, (), RangeArg(r.arg.id, r.arg.end // u, r.arg.kind))
-  stores = tuple(st.substitute({r: outer * u + c}) for c in range(u) for st in sink.src)
+def upcast(sink: UOp, ups: list[tuple[UOp, int]]) -> UOp:
+  """Unroll u iterations of each global loop r of ups into the body: the kernel stores prod(u) results per iteration.
+  Values that do not depend on r (matmul's row of B) are shared by the copies, and the accumulators run side by side.
+  The copies are made at once and simplified once (a matmul's 8 x 2 tile: one rewrite of 16 copies, not of 8 then 16:
+  its optimize 4.0 -> 3.8 ms, the same IR). Copies of the last loop are outermost."""
+  if not ups: return sink
+  outer = {r: UOp(Ops.RANGE, dtypes.index, (), RangeArg(r.arg.id, r.arg.end // u, r.arg.kind)) for r, u in ups}
+  stores = tuple(st.substitute({r: outer[r] * u + c for (r, u), c in zip(ups, reversed(cs))})
+                 for cs in itertools.product(*(range(u) for _, u in reversed(ups))) for st in sink.src)
   return graph_rewrite(UOp(Ops.SINK, dtypes.void, stores, sink.arg), pm_symbolic, name="simplify after upcast")
 
 def choose_upcasts(sink: UOp, vec_range: UOp | None, along_reduce: bool) -> list[tuple[UOp, int]]:
