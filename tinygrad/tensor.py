@@ -1172,8 +1172,9 @@ class Tensor(MovementMixin, ProcessingMixin):
     x, flat = self, None
     if any(p != (0, 0) for p in pads):
       x = x if _is_buffer(_resolved(x.uop)) else x.contiguous()
-      # (its gradients through whole rows are slower than the windows': resnet's step 6.2 -> 13.6 ms of kernels)
-      if nk == 2 and not _grad_may_flow(x, weight): flat = _flat_windows(x, weight.shape[2:], pads, stride, dilation)
+      # (its gradients through whole rows are slower than the windows': resnet's step 6.2 -> 13.6 ms of kernels). The
+      # weight first: in training it requires grad itself, and the input's graph (the layers below) is not walked
+      if nk == 2 and not _grad_may_flow(weight, x): flat = _flat_windows(x, weight.shape[2:], pads, stride, dilation)
       if flat is None: x = x.pad(((0, 0), (0, 0)) + tuple(pads)).contiguous()
     if flat is not None: w, (ho, wo) = flat  # (N, Cin, KH, KW, Ho * Wp): whole padded rows end to end
     else:
