@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from tinygrad import Tensor
 from tinygrad.device import Device
+from tinygrad.uop import UOp, Ops
 import runtime.cpu
 from runtime import workers as W
 
@@ -164,3 +165,12 @@ def test_a_plan_of_one_inline_kernel_calls_its_entry_point():
   c0 = GlobalCounters.kernel_count
   np.testing.assert_array_equal(out.numpy(), a * 3 + 1)
   assert GlobalCounters.kernel_count - c0 == 1
+
+def test_realized_buffer_node_is_made_without_the_cache():
+  # a realized result's BUFFER (engine/realize.py buffer_uop) has an arg no other node can equal: UOp.unique makes it
+  # without a cache entry, and graphs built on it still share it
+  t = (Tensor(np.arange(4, dtype=np.float32)) + 1).realize()
+  b = t.uop
+  assert b.op is Ops.BUFFER and not any(r() is b for r in UOp._cache.values())
+  assert (t * 2).uop.src[0] is b and (t * 2).uop is (t * 2).uop
+  np.testing.assert_array_equal((t * 2).numpy(), [2, 4, 6, 8])

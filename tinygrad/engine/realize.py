@@ -304,5 +304,5 @@ def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
 def buffer_uop(buf: Buffer, shape: tuple) -> UOp:
   """The Tensor-level node of a realized buffer viewed with `shape` (a reshape unless it is the buffer's own (size,);
   a symbolic shape is always a reshape, so it keeps its Variables). test_one_dim_symbolic_result_keeps_its_shape"""
-  b = UOp(Ops.BUFFER, buf.dtype, (), BufferRef(buf.size, buf.device, buf))
+  b = UOp.unique(Ops.BUFFER, buf.dtype, (), BufferRef(buf.size, buf.device, buf))
   return b if shape == (buf.size,) else UOp(Ops.RESHAPE, buf.dtype, (b,), shape)
