@@ -190,3 +190,16 @@ def test_replay_at_debug_2_times_each_kernel(capsys):
   for _ in range(2): step(x, y)
   with Context(DEBUG=2): step(x, y)
   assert capsys.readouterr().out.count("GFLOP/s") > 1  # a line per kernel: the replay ran them one by one
+
+def test_jit_returns_a_view_of_a_kernel_output():
+  # a padded conv without gradients is realized as a view dropping the ends of its whole padded rows (tensor.py
+  # _flat_windows): replays return that view of their own buffers
+  rng = np.random.default_rng(0)
+  w = Tensor(rng.standard_normal((8, 3, 3, 3)).astype(np.float32)).realize()
+  f = TinyJit(lambda x: x.conv2d(w, padding=1))
+  for _ in range(4):
+    xv = rng.standard_normal((2, 3, 14, 14)).astype(np.float32)
+    out = f(Tensor(xv).realize())
+    ref = Tensor(xv).conv2d(Tensor(w.numpy(), requires_grad=True), padding=1).numpy()
+    assert out.shape == (2, 8, 14, 14)
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-5)
