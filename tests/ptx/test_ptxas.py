@@ -70,6 +70,12 @@ def conv2d_like():
   patches = Tensor.stack(*[xp[:, :, i:i + 5, j:j + 5] for i in range(3) for j in range(3)], dim=-1)  # (1,2,5,5,9)
   return (patches.reshape(1, 1, 2, 5, 5, 9) * w.reshape(1, 3, 2, 1, 1, 9)).sum((2, 5)).relu()
 
+def conv_input_grad():
+  # products of 4 MiB over 8 channels: the input gradient sums its 9 offsets' reduces in one kernel (lower._disjoint)
+  x = Tensor(rng.uniform(-2, 2, (16, 8, 32, 32)).astype(np.float32), requires_grad=True)
+  (x.conv2d(f32(8, 8, 3, 3), padding=1) * f32(16, 8, 32, 32)).sum().backward()
+  return x.grad
+
 def gather_onehot():
   table, idx = f32(6, 4), Tensor(np.array([3, 0, 5, 5, 1], dtype=np.int32))
   onehot = (idx.reshape(5, 1) == Tensor.arange(6).reshape(1, 6)).cast(dtypes.float32)
@@ -104,6 +110,7 @@ PROGRAMS: dict[str, tuple] = {
   "matmul_transposed": (lambda: f32(5, 4).T @ f32(5, 3), True),
   "conv1d_like": (conv1d_like, True),
   "conv2d_like": (conv2d_like, False),
+  "conv_input_grad": (conv_input_grad, False),
   "gather_onehot": (gather_onehot, True),
   "argmax_argmin": (lambda: f32(4, 6).argmax(1) + f32(4, 6).argmin(0).sum(), True),
   "any_all": (lambda: (f32(4, 5) > 1).any(1) & (f32(4, 5) > -1.9).all(1), True),
