@@ -291,7 +291,8 @@ def choose_upcasts(sink: UOp, vec_range: UOp | None, along_reduce: bool) -> list
   # several short reduces side by side count as one long one: a conv's input gradient summing its 9 kernel offsets,
   # each a reduce over 8 channels (test_conv_input_gradient_sums_its_offsets_in_one_kernel)
   reds = [u for u, n in iters.items() if n >= 16]
-  side_by_side = not reds and len(iters) > 1 and all(isinstance(n, int) for n in iters.values()) and sum(iters.values()) >= 16
+  side_by_side = not reds and len(iters) > 1 and all(isinstance(n, int) for n in iters.values()) and sum(iters.values()) >= 16 \
+                 and not any(x.op is Ops.REDUCE for u in iters for x in u.src[0].toposort())  # none inside another
   if side_by_side: reds = list(iters)
   if not reds: return []
   loads = [ld for red in reds for ld in red.src[0].toposort() if ld.op is Ops.LOAD]

@@ -10,6 +10,7 @@ from codegen.lower import strides_for
 from tinygrad.mixin import MovementMixin, ProcessingMixin
 from tinygrad.engine import realize as _realize
 from tinygrad.engine.realize import buffer_uop, realize_uops, plan_for, new_buffers
+from tinygrad.engine.schedule import is_view_of_buffer
 
 def _shape_arg(shape: tuple) -> tuple:
   """Accept f(2, 3) and f((2, 3))."""
@@ -193,7 +194,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     for t in tensors:
       if not _is_buffer(u := _resolved(t.uop)) and not (u.op is Ops.MULTI and all(_is_buffer(s) for s in u.src)):
         by_dev.setdefault(t.device, []).append(t)
-    grad_nodes = {t.uop for t in _GRAD_TENSORS if t.requires_grad} if _GRAD_TENSORS and not Tensor.no_grad else set()
+    grad_nodes = _grad_nodes()
     for dev, ts in by_dev.items():
       if isinstance(dev, tuple):
         from tinygrad.multi import realize_multi
@@ -850,7 +851,10 @@ class Tensor(MovementMixin, ProcessingMixin):
     x = x._broadcast_to(_broadcast_shape("assign", self.shape, x.shape)) if x.shape != self.shape else x
     if x.shape != self.shape: raise ValueError(f"assign: cannot assign shape {x.shape} to {self.shape}")
     self._note_update()
-    self.uop = x.cast(self.dtype).uop
+    x = x.cast(self.dtype)
+    # a value realized as a view (x.T of a buffer; a conv's whole rows) is copied: the tensor then holds a whole buffer
+    # of its own, as the state a TinyJit updates must. test_jit_state_assigned_a_view
+    self.uop = x.contiguous().uop if is_view_of_buffer(x.uop) and not _is_buffer(x.uop) else x.uop
     if not any(t is self for t in _PENDING): _PENDING.append(self)
     return self
   def _note_update(self) -> None:
@@ -1378,12 +1382,14 @@ def _box(indices, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
     box.append((lo, max(lo, hi)))
   return box
 
+def _grad_nodes() -> set[UOp]:
+  """The nodes of the tensors a backward() would differentiate with respect to (none while Tensor.no_grad is on)."""
+  return {t.uop for t in _GRAD_TENSORS if t.requires_grad} if _GRAD_TENSORS and not Tensor.no_grad else set()
+
 def _grad_may_flow(*ts: Tensor) -> bool:
-  """Whether a backward() could reach a tensor requiring grad through one of ts (graphs are walked only while a tensor
-  requires grad and Tensor.no_grad is off)."""
-  if Tensor.no_grad or not _GRAD_TENSORS: return False
-  nodes = {t.uop for t in _GRAD_TENSORS if t.requires_grad}
-  return any(t.uop in nodes or _reaches(t.uop, nodes) for t in ts)
+  """Whether a backward() could reach a tensor requiring grad through one of ts (their graphs are walked only while a
+  tensor requires grad and Tensor.no_grad is off)."""
+  return bool(nodes := _grad_nodes()) and any(t.uop in nodes or _reaches(t.uop, nodes) for t in ts)
 
 def _reaches(root: UOp, nodes: set[UOp]) -> bool:
   seen, stack = set(), [root]

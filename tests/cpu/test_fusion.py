@@ -406,6 +406,16 @@ def test_view_of_contiguous_root_is_not_copied():
   np.testing.assert_array_equal(out.numpy(), (x.numpy() * 2).reshape(3, 20)[:, :17].T)
   assert (out + 1).numpy().shape == (17, 3)
 
+def test_view_root_before_its_base():
+  # a root that views another root of the same realize is resolved after that root's buffer is known, whatever their
+  # order: its graph is then the buffer's view, not the computation
+  x = np.arange(12, dtype=np.float32)
+  c = (Tensor(x) * 2).contiguous()
+  v = c.reshape(3, 4).T
+  Tensor.realize_all([v, c])
+  assert {u.op for u in v.uop.toposort()} == {Ops.BUFFER, Ops.RESHAPE, Ops.PERMUTE}
+  np.testing.assert_array_equal(v.numpy(), (x * 2).reshape(3, 4).T)
+
 def _conv_input_grad_ref(g: np.ndarray, w: np.ndarray, x_shape: tuple, stride: int = 1, padding: int = 1, dilation: int = 1) -> np.ndarray:
   """x's gradient of conv2d(x, w, ...) given the output's gradient g: each kernel offset's products, scattered back."""
   n, c, h, wd = x_shape

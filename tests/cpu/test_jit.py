@@ -193,7 +193,7 @@ def test_replay_at_debug_2_times_each_kernel(capsys):
 
 def test_jit_returns_a_view_of_a_kernel_output():
   # a padded conv without gradients is realized as a view dropping the ends of its whole padded rows (tensor.py
-  # _flat_windows): replays return that view of their own buffers
+  # _flat_windows): the first call returns that view; recording copies a returned view into a buffer of its own
   rng = np.random.default_rng(0)
   w = Tensor(rng.standard_normal((8, 3, 3, 3)).astype(np.float32)).realize()
   f = TinyJit(lambda x: x.conv2d(w, padding=1))
@@ -203,3 +203,23 @@ def test_jit_returns_a_view_of_a_kernel_output():
     ref = Tensor(xv).conv2d(Tensor(w.numpy(), requires_grad=True), padding=1).numpy()
     assert out.shape == (2, 8, 14, 14)
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-5)
+
+def test_jit_state_assigned_a_view():
+  # state assigned a value that realizes as a view (a transpose of an argument, a conv's whole rows) is copied into a
+  # buffer of its own (Tensor.assign): the recording call finds every state tensor a whole buffer
+  rng = np.random.default_rng(1)
+  h, w = Tensor(rng.standard_normal((4, 4)).astype(np.float32)).realize(), Tensor(rng.standard_normal((3, 3, 3, 3)).astype(np.float32) * 0.2).realize()
+  g = Tensor(rng.standard_normal((1, 3, 8, 8)).astype(np.float32)).realize()
+  @TinyJit
+  def step(x: Tensor) -> Tensor:
+    h.assign((h + x).T)
+    g.assign(g.conv2d(w, padding=1))
+    return h.sum()
+  href, gref = h.numpy().astype(np.float64), g.numpy()
+  for i in range(4):
+    s = step(Tensor(np.full((4, 4), i, np.float32)).realize())
+    href = (href + i).T
+    gref = Tensor(gref).conv2d(Tensor(w.numpy(), requires_grad=True), padding=1).numpy()
+    np.testing.assert_allclose(h.numpy(), href, rtol=1e-6)
+    np.testing.assert_allclose(g.numpy(), gref, rtol=1e-4, atol=1e-5)
+    assert abs(s.item() - href.sum()) < 1e-3

@@ -204,6 +204,9 @@ def test_conv_that_needs_a_gradient_keeps_rows_of_its_width():
     finally: Tensor.no_grad = prev
   assert _stored_elements(flat) == 2 * 4 * 14 * 16
   np.testing.assert_allclose(flat.numpy(), out.numpy(), rtol=1e-6, atol=1e-6)
+  # rows of 64 fill their vectors: 64 + 2 padded columns would need more, so those keep their rows
+  wide = Tensor(rnd(1, 3, 8, 64, seed=5)).conv2d(Tensor(rnd(4, 3, 3, 3, seed=6)), padding=1).realize()
+  assert _stored_elements(wide) == 4 * 8 * 64
 
 @pytest.mark.parametrize("stride,padding,dilation", [(1, 0, 1), (2, 1, 1), (1, 2, 2)])
 def test_conv1d_matches_naive_numpy(stride, padding, dilation):

@@ -291,15 +291,15 @@ def realize_uops(roots: list[UOp], device: str) -> list[UOp]:
     slot_of = dict(plan.saved)
     for u, nu in memo.items():
       if (s := slot_of.get(nu)) is not None and u.realized is None: u.realized = buffer_uop(bufs[s], u.shape)
-  out = []
-  for r, nr, s in zip(roots, norm, plan.outputs):
-    if s is None: out.append(resolve(r)); continue  # a view of a buffer: of an input, or of a kernel output saved above
-    v = buffer_uop(bufs[s], r.shape)
+  out: list[UOp | None] = [None] * len(roots)
+  for i, (r, nr, s) in enumerate(zip(roots, norm, plan.outputs)):
+    if s is None: continue
+    out[i] = v = buffer_uop(bufs[s], r.shape)
     # a graph of constants and IOTA only (normalize left it unchanged) stays recomputable: later graphs that use it
     # (a shared CONST, an arange feeding a one-hot gather) keep folding it. test_gather_of_computed_index_is_one_load
     if nr is not r: r.realized = v
-    out.append(v)
-  return out
+  # a view of a buffer: of an input, or of a kernel's output (saved above, or another root). test_view_root_before_its_base
+  return [resolve(r) if v is None else v for r, v in zip(roots, out)]
 
 def buffer_uop(buf: Buffer, shape: tuple) -> UOp:
   """The Tensor-level node of a realized buffer viewed with `shape` (a reshape unless it is the buffer's own (size,);

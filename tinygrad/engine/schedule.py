@@ -49,7 +49,7 @@ def create_schedule(roots: list[UOp], multi_output: bool = True) -> list[Schedul
     if not redo: return items
     # where every read of a reduce goes through one smaller node (a conv's input gradient: the sum of its per-offset
     # products read at each kernel offset), that node is realized instead: the reduce is inlined into its kernel alone
-    redo = [_converging_consumer(r, nodes, to_realize) if inlined_by.get(r, 0) > 1 else r for r in redo]
+    redo = [_converging_consumer(r, nodes, to_realize) if inlined_by.get(r, 0) > 1 and r not in to_realize else r for r in redo]
     to_realize.update(dict.fromkeys(redo))
     assert len(to_realize) > before, "schedule: a pass realized nothing new (it would repeat forever)"
 
