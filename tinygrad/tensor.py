@@ -104,7 +104,7 @@ class Tensor(MovementMixin, ProcessingMixin):
   @requires_grad.setter
   def requires_grad(self, v: bool | None) -> None:
     self._requires_grad = v
-    if v: _GRAD_TENSORS.add(self)
+    if v: _GRAD_TENSORS[id(self)] = self
   def requires_grad_(self, requires_grad: bool = True) -> Tensor:
     self.requires_grad = requires_grad
     return self
@@ -114,7 +114,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     in_graph = set(nodes)
     alias = {x.realized: x for x in nodes if x.realized is not None}  # realized after the graph was built
     out: dict[UOp, list[Tensor]] = {}
-    for t in (only if only is not None else list(_GRAD_TENSORS)):
+    for t in (only if only is not None else list(_GRAD_TENSORS.values())):
       if only is None and not t.requires_grad: continue
       node = t.uop if t.uop in in_graph else alias.get(t.uop)
       if node is not None: out.setdefault(node, []).append(t)
@@ -130,7 +130,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     """Accumulate d(self)/d(t) into t.grad for every tensor t with requires_grad in self's graph (lazily)."""
     from tinygrad.gradient import compute_gradient
     root_grad = self._root_grad(gradient, "backward")
-    if self in _BACKWARD_DONE:
+    if id(self) in _BACKWARD_DONE:
       raise RuntimeError("backward: this graph was already differentiated by an earlier backward(); "
                          "pass retain_graph=True to the first call to backward through it twice")
     targets = self._grad_targets()
@@ -141,7 +141,7 @@ class Tensor(MovementMixin, ProcessingMixin):
       for t in ts:
         g_t = g.cast(t.dtype) if g.dtype != t.dtype else g
         t.grad = g_t if t.grad is None else t.grad + g_t
-    if not retain_graph: _BACKWARD_DONE.add(self)
+    if not retain_graph: _BACKWARD_DONE[id(self)] = self
     return self
   def gradient(self, *targets: Tensor, gradient: Tensor | None = None) -> list[Tensor]:
     """d(self)/d(target) for each target, as lazy tensors (does not touch .grad)."""
@@ -1384,7 +1384,7 @@ def _box(indices, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
 
 def _grad_nodes() -> set[UOp]:
   """The nodes of the tensors a backward() would differentiate with respect to (none while Tensor.no_grad is on)."""
-  return {t.uop for t in _GRAD_TENSORS if t.requires_grad} if _GRAD_TENSORS and not Tensor.no_grad else set()
+  return {t.uop for t in _GRAD_TENSORS.values() if t.requires_grad} if _GRAD_TENSORS and not Tensor.no_grad else set()
 
 def _grad_may_flow(*ts: Tensor) -> bool:
   """Whether a backward() could reach a tensor requiring grad through one of ts (their graphs are walked only while a
@@ -1392,13 +1392,20 @@ def _grad_may_flow(*ts: Tensor) -> bool:
   return bool(nodes := _grad_nodes()) and any(t.uop in nodes or _reaches(t.uop, nodes) for t in ts)
 
 def _reaches(root: UOp, nodes: set[UOp]) -> bool:
+  """Whether a node below root is one of nodes. The nodes a False answer explored are remembered (weakly, until the set
+  of nodes changes) and not walked again: a frozen backbone's convolutions each ask about the whole graph below them,
+  which was quadratic in the depth (80 frozen convs: 49 ms to build the forward). test_frozen_backbone_walks_linearly"""
+  global _NOT_REACHING
+  known_for, known = _NOT_REACHING
+  if known_for != nodes: _NOT_REACHING = (frozenset(nodes), known := weakref.WeakSet())
   seen, stack = set(), [root]
   while stack:
     u = stack.pop()
     if u in nodes and u is not root: return True
-    if u in seen or u.op is Ops.DETACH: continue  # no gradient flows below a detach
+    if u in seen or u.op is Ops.DETACH or u in known: continue  # no gradient flows below a detach
     seen.add(u)
     stack.extend(u.src)
+  known.update(seen)
   return False
 
 def _flat_windows(x: Tensor, kernel: tuple[int, ...], pads: list[tuple[int, int]], stride, dilation) -> tuple[Tensor, tuple[int, int]] | None:
@@ -1444,8 +1451,11 @@ def _reduce_loss(x: Tensor, reduction: str) -> Tensor:
 import weakref
 _PENDING: list[Tensor] = []
 _RNG_COUNTERS: dict[str, Tensor] = {}  # device -> how many random calls came before (the next call's key)
-_GRAD_TENSORS: "weakref.WeakSet[Tensor]" = weakref.WeakSet()
-_BACKWARD_DONE: "weakref.WeakSet[Tensor]" = weakref.WeakSet()  # losses already differentiated (retain_graph=False)
+# tensors are kept by id: a WeakSet compares a tensor with == (elementwise, a Tensor) once it is in the set, which made
+# setting requires_grad=True twice raise (test_requires_grad_set_twice_or_toggled)
+_GRAD_TENSORS: "weakref.WeakValueDictionary[int, Tensor]" = weakref.WeakValueDictionary()
+_BACKWARD_DONE: "weakref.WeakValueDictionary[int, Tensor]" = weakref.WeakValueDictionary()  # losses already differentiated (retain_graph=False)
+_NOT_REACHING: "tuple[frozenset[UOp], weakref.WeakSet[UOp]]" = (frozenset(), weakref.WeakSet())  # see _reaches
 
 class _TrainMode:
   """`with Tensor.train():` / `@Tensor.train()` sets Tensor.training for a block."""
