@@ -716,3 +716,21 @@ def test_unfreezing_after_a_frozen_forward_gets_the_gradient():
   loss.realize()  # h's graph reaches w now: the graph must be kept for backward
   loss.backward()
   np.testing.assert_array_equal(w.grad.numpy(), [6.0, 8.0])
+
+@pytest.mark.parametrize("stride,kernel", [((1, 1), (3, 3)), ((2, 2), (3, 3)), ((2, 1), (1, 2))])
+def test_windows_adjoint_from_the_cache_is_the_same_graph(stride, kernel):
+  # gradient.windows_adjoint builds the adjoint once per shape with a stand-in for g and substitutes g: the graph must
+  # be the very one built directly (same nodes, so the same kernels and plans)
+  from tinygrad.gradient import windows_adjoint, _windows_adjoint
+  src_shape = (2, 3, 7, 6)
+  outs = tuple((s - k) // st + 1 for s, k, st in zip(src_shape[2:], kernel, stride))
+  for seed in range(2):  # the first call fills the cache, the second reads it
+    g = Tensor(np.random.default_rng(seed).standard_normal((2, 3) + outs + kernel).astype(np.float32)) * 2
+    assert windows_adjoint(g, stride, src_shape).uop is _windows_adjoint(g, stride, src_shape).uop
+
+def test_conv_gradient_through_the_cached_adjoint_matches_numeric():
+  # the same conv twice: the second backward reads the cached adjoint
+  w = np.random.default_rng(0).standard_normal((4, 3, 3, 3))
+  for seed in range(2):
+    x = np.random.default_rng(seed + 1).standard_normal((2, 3, 7, 7))
+    assert_grad_matches(lambda t, k: t.conv2d(k, stride=2, padding=1).relu(), x, w)
