@@ -124,8 +124,10 @@ def arg_key(arg):
   if isinstance(arg, float): return ("f", struct.pack("d", arg))
   return arg
 
+_SERIALS = itertools.count(1)
+
 class UOp:
-  __slots__ = ("op", "dtype", "src", "arg", "_shape", "_vmin", "_vmax", "_ranges", "_topo", "_pure", "realized", "__weakref__")
+  __slots__ = ("op", "dtype", "src", "arg", "_shape", "_vmin", "_vmax", "_ranges", "_topo", "_pure", "_no_grad_mark", "_serial", "realized", "__weakref__")
   _cache: dict[tuple, _CacheRef] = {}  # (op, dtype, src, arg) -> weak reference; entries removed when the node dies
   op: Ops
   dtype: DType
@@ -147,6 +149,8 @@ class UOp:
     self.op, self.dtype, self.src, self.arg = op, dtype, src, arg
     self._shape = self._vmin = self._vmax = self._ranges = self._topo = None
     self._pure = False  # set by engine.realize's normalize once it found the node's normalised form to be itself
+    self._no_grad_mark = 0  # tensor._reaches: the grad-node set under which nothing below this node requires grad
+    self._serial = next(_SERIALS)  # creation order: a node's sources are older than it (tensor._reaches prunes by it)
     self.realized: UOp | None = None  # the buffer view holding this node's value once computed (set by realize)
     return self
   def __reduce__(self): return (UOp, (self.op, self.dtype, self.src, self.arg))
