@@ -3,6 +3,8 @@ between two trees of the library (run it from each tree's root, alternating, as 
 was made: `cd /tmp/base && python /path/to/bench/train_steps.py lenet`).
 
     python bench/train_steps.py MODEL [--top N] [--runs R]
+    python bench/train_steps.py MODEL --jit [--runs R]                          # the step through TinyJit
+    /work/benchenv/bin/python bench/train_steps.py resnet --torch [--runs R]   # the same step in torch eager
 
 MODEL: resnet (examples/resnet_mnist.py), cnn (examples/mnist_cnn.py), lenet (conv, BatchNorm, 2x2 max-pool, twice),
 pool (convs at full resolution with 2x2 max-pools), stride (strided convs), dw (depthwise-separable + avg-pool), ae
@@ -10,16 +12,17 @@ pool (convs at full resolution with 2x2 max-pools), stride (strided convs), dw (
 32), unet (pool, GroupNorm, nearest upsample, concat), seq (Conv1d, GroupNorm, gelu), misc (dilated conv, overlapping
 avg and max pools, LayerNorm, silu), bag (Embedding 5000 x 64, mean of 50 tokens), mlp (bench.py's MLP 784-512-512-10,
 batch 128).
-Prints the first step's time (compiling included) and loss, the loss after R + 2 steps, the number of kernels a step
-runs and the sum of each kernel's fastest time over R timed steps, then the N slowest kernels (time, lines of LLVM
-IR, output elements, counted ops, name). Data is random; the disk cache is used as usual (CACHELEVEL=0 to compile).
+Prints the first step's time (compiling included) and loss, the median wall time of R steps (graph building and
+scheduling included), the loss after 2R + 2 steps, the number of kernels a step runs and the sum of each kernel's
+fastest time over R timed steps, then the N slowest kernels (time, lines of LLVM IR, output elements, counted ops,
+name). Data is random; the disk cache is used as usual (CACHELEVEL=0 to compile).
 """
 from __future__ import annotations
-import argparse, sys, time
+import argparse, statistics, sys, time
 sys.path.insert(0, ".")  # the library of the tree this runs from (see above), then its examples
 sys.path.insert(0, "examples")
 import numpy as np
-from tinygrad import Tensor, nn
+from tinygrad import Tensor, TinyJit, nn
 from tinygrad.engine import realize
 
 class Block:
@@ -142,13 +145,62 @@ def make(name: str, rng):
 
 MODELS = ("resnet", "cnn", "lenet", "pool", "stride", "dw", "ae", "rnn", "tf", "unet", "seq", "misc", "bag", "mlp")
 
+def torch_resnet_step(rng):
+  """examples/resnet_mnist.py's model and step in torch eager (--torch: the peer of `resnet`'s median step)."""
+  import torch
+  tnn = torch.nn
+  class TorchBlock(tnn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+      super().__init__()
+      self.c1, self.b1 = tnn.Conv2d(cin, cout, 3, stride, 1, bias=False), tnn.BatchNorm2d(cout)
+      self.c2, self.b2 = tnn.Conv2d(cout, cout, 3, 1, 1, bias=False), tnn.BatchNorm2d(cout)
+      self.short = tnn.Sequential(tnn.Conv2d(cin, cout, 1, stride, bias=False), tnn.BatchNorm2d(cout)) \
+                   if stride != 1 or cin != cout else tnn.Identity()
+    def forward(self, x): return torch.relu(self.b2(self.c2(torch.relu(self.b1(self.c1(x))))) + self.short(x))
+  class TorchResNet(tnn.Module):
+    def __init__(self, width: int = 8):
+      super().__init__()
+      self.stem = tnn.Sequential(tnn.Conv2d(1, width, 3, 2, 1, bias=False), tnn.BatchNorm2d(width), tnn.ReLU())
+      self.blocks = tnn.Sequential(TorchBlock(width, width), TorchBlock(width, 2 * width, 2))
+      self.fc = tnn.Linear(2 * width, 10)
+    def forward(self, x): return self.fc(self.blocks(self.stem((x.float() / 255 - 0.2860) / 0.3530)).mean((2, 3)))
+  torch.manual_seed(0)
+  model = TorchResNet()
+  opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+  x, y = torch.tensor(rng.integers(0, 256, (128, 1, 28, 28), dtype=np.uint8)), torch.tensor(rng.integers(0, 10, 128))
+  def step():
+    opt.zero_grad()
+    loss = tnn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss
+  print(f"torch {torch.__version__} eager, {torch.get_num_threads()} threads")
+  return step
+
+def median_step_ms(step, runs: int) -> float:
+  """The median wall time of a training step (its loss read back, so its work is done)."""
+  walls = []
+  for _ in range(runs):
+    st = time.perf_counter()
+    step().item()
+    walls.append(time.perf_counter() - st)
+  return statistics.median(walls) * 1e3
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("model", choices=MODELS)
   ap.add_argument("--top", type=int, default=5, help="slowest kernels to list")
   ap.add_argument("--runs", type=int, default=5, help="timed steps")
+  ap.add_argument("--jit", action="store_true", help="the step through TinyJit: its median wall time only")
+  ap.add_argument("--torch", action="store_true", help="resnet only: the same model and step in torch eager (needs torch)")
   args = ap.parse_args()
   rng = np.random.default_rng(0)
+  if args.torch:
+    if args.model != "resnet": ap.error("--torch: only the resnet model has a torch twin")
+    step = torch_resnet_step(rng)
+    for _ in range(3): step()
+    print(f"median step {median_step_ms(step, args.runs):.2f} ms of wall time")
+    return
   Tensor.manual_seed(0)
   model, loss_fn = make(args.model, rng)
   params = nn.state.get_parameters(model)
@@ -160,10 +212,16 @@ def main() -> None:
       loss = loss_fn().backward()
       Tensor.realize_all([loss, *opt.schedule_step()])
     return loss
+  if args.jit:  # the same step replayed by TinyJit from its third call: only the median step is measured
+    jitted = TinyJit(step)
+    for _ in range(3): jitted()
+    print(f"{args.model}: median TinyJit step {median_step_ms(jitted, args.runs):.2f} ms of wall time")
+    return
   t0 = time.perf_counter()
   first = step().item()
   print(f"{args.model}: first step {time.perf_counter() - t0:.2f} s, loss {first:.4f}")
   step()
+  print(f"median step {median_step_ms(step, args.runs):.2f} ms of wall time (building the graph, scheduling, kernels)")
   steps: list[list] = []  # per timed step, (kernel, seconds) in the order run
   run_kernel = realize.run_kernel
   def timed(ck, bufs, dev, var_vals=None):
@@ -179,7 +237,7 @@ def main() -> None:
       loss = step()
   finally: realize.run_kernel, realize.NativeBatch.run = run_kernel, batch_run
   kernels = [(min(run[i][1] for run in steps), ck) for i, (ck, _) in enumerate(steps[0])]
-  print(f"loss after {args.runs + 2} steps {loss.item():.4f}; {len(kernels)} kernels a step, sum of their fastest times "
+  print(f"loss after {2 * args.runs + 2} steps {loss.item():.4f}; {len(kernels)} kernels a step, sum of their fastest times "
         f"{sum(t for t, _ in kernels) * 1e3:.2f} ms")
   for t, ck in sorted(kernels, key=lambda tc: -tc[0])[:args.top]:
     name, lines = getattr(ck, "name", "copy"), len(getattr(ck, "src", "").splitlines())

@@ -724,6 +724,7 @@ def test_loss_realized_after_the_optimizer_step_is_not_walked():
 
 def test_unfreezing_after_a_frozen_forward_gets_the_gradient():
   w, other = Tensor([1.0, 2.0]), Tensor([1.0], requires_grad=True)  # other: so that graphs are walked at all
+  assert other.requires_grad
   h = Tensor([3.0, 4.0]) * w
   h.sum().realize()  # h's graph is found not to reach a tensor requiring grad
   w.requires_grad = True
