@@ -481,13 +481,17 @@ class Tensor(MovementMixin, ProcessingMixin):
       if (v := disk.shrink(self, arg)) is not None: return v
     return self._new(UOp(Ops.SHRINK, self.dtype, (self.uop,), arg))
   def pad(self, padding, mode: str = "constant", value: ConstType = 0.0) -> Tensor:
-    if mode != "constant": raise NotImplementedError(f"pad: mode {mode!r} is not supported (only 'constant')")
+    """Pad with `value` (mode "constant"; a negative padding crops), or with the tensor's own elements: mirrored without
+    the edge ("reflect"), the edge repeated ("replicate") or the other end ("circular"), as torch.nn.functional.pad."""
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+      raise ValueError(f"pad: mode must be 'constant', 'reflect', 'replicate' or 'circular', got {mode!r}")
     if all(isinstance(p, int) for p in padding):  # torch style: (left, right, top, bottom, ...) from the last dim
       if len(padding) % 2 or len(padding) // 2 > self.ndim: raise ValueError(f"pad: flat padding {padding} needs pairs for at most {self.ndim} dims")
       pairs = [(0, 0)] * (self.ndim - len(padding) // 2) + [tuple(padding[i:i + 2]) for i in range(0, len(padding), 2)][::-1]
     else:
       if len(padding) != self.ndim: raise ValueError(f"pad: {len(padding)} (before, after) pairs for {self.ndim} dims of {self.shape}")
       pairs = [(0, 0) if p is None else tuple(p) for p in padding]
+    if mode != "constant": return self._pad_from_self(pairs, mode)
     # negative padding crops (a symbolic padding is never negative)
     def crop(v): return max(0, -v) if isinstance(v, int) else 0
     x = self.shrink(tuple((crop(b), s - crop(a)) for (b, a), s in zip(pairs, self.shape)))
@@ -497,6 +501,24 @@ class Tensor(MovementMixin, ProcessingMixin):
     if value == 0: return out
     mask = Tensor.full(x.shape, True, dtypes.bool, x.device).pad(pos)
     return mask.where(out, value)
+  def _pad_from_self(self, pairs: list, mode: str) -> Tensor:
+    """pad's reflect, replicate and circular modes: each padded dim is the concatenation of shrunk (and for reflect,
+    flipped) pieces of itself, so gradients flow back to the elements copied."""
+    x = self
+    for dim, ((b, a), size) in enumerate(zip(pairs, self.shape)):
+      if not (isinstance(b, int) and isinstance(a, int) and b >= 0 and a >= 0):
+        raise ValueError(f"pad: mode {mode!r} needs non-negative int padding, got {(b, a)} for dim {dim} of {self.shape}")
+      if b == a == 0: continue
+      limit = size - 1 if mode == "reflect" else size if mode == "circular" else None
+      if size == 0 or (limit is not None and max(b, a) > limit):
+        raise ValueError(f"pad: mode {mode!r} pads dim {dim} of size {size} by at most {limit if size else 0} on a side, got {(b, a)}")
+      def piece(lo: int, hi: int) -> Tensor: return x.shrink(tuple((lo, hi) if i == dim else None for i in range(x.ndim)))
+      if mode == "reflect": before, after = piece(1, b + 1).flip(dim), piece(size - 1 - a, size - 1).flip(dim)
+      elif mode == "circular": before, after = piece(size - b, size), piece(0, a)
+      else: before, after = piece(0, 1).expand(tuple(b if i == dim else s for i, s in enumerate(x.shape))), \
+                            piece(size - 1, size).expand(tuple(a if i == dim else s for i, s in enumerate(x.shape)))
+      x = before.cat(x, after, dim=dim)
+    return x
   def flip(self, axis, *args) -> Tensor:
     axes = {self._axis("flip", a) for a in _shape_arg((axis,) + args)}
     return self._new(UOp(Ops.FLIP, self.dtype, (self.uop,), tuple(i in axes for i in range(self.ndim)))) if axes else self

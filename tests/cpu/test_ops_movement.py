@@ -6,8 +6,10 @@ loads and stores of every element width go through the view code.
 """
 import math
 import numpy as np
+import pytest
 from hypothesis import assume, given, strategies as st
 from tinygrad import Tensor
+from gradcheck import assert_grad_matches
 from strategies import (ALL_DTYPES, arrays, shapes, tensor, assert_matches, examples, widened, typed_array)
 
 
@@ -123,6 +125,31 @@ def test_pad_negative_crops_like_slicing(data):
   crop = tuple(slice(-b, None) for b, _ in pads)
   expected = np.pad(a[crop], [(0, af) for _, af in pads])
   assert_matches(tensor(a, d).pad(tuple(pads)), widened(expected, d), d)
+
+NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+@examples(20)
+@given(data=st.data(), mode=st.sampled_from(sorted(NP_PAD_MODE)))
+def test_pad_modes_match_numpy(data, mode):
+  # torch.nn.functional.pad's modes: reflect pads < size, circular <= size, replicate any amount
+  d, a = data.draw(typed_array(shapes(min_dims=1, min_side=1)))
+  limit = {"reflect": lambda n: n - 1, "circular": lambda n: n, "replicate": lambda n: 3}[mode]
+  pads = [(data.draw(st.integers(0, min(2, limit(n)))), data.draw(st.integers(0, min(2, limit(n))))) for n in a.shape]
+  assert_matches(tensor(a, d).pad(tuple(pads), mode=mode), widened(np.pad(a, pads, mode=NP_PAD_MODE[mode]), d), d)
+
+@pytest.mark.parametrize("mode", sorted(NP_PAD_MODE))
+def test_pad_modes_grad_matches_numeric(mode):
+  a = np.random.default_rng(0).uniform(-2, 2, (2, 3, 4))
+  assert_grad_matches(lambda t: t.pad((2, 1, 0, 2), mode=mode), a)
+
+def test_pad_mode_errors_name_the_limit():
+  x = Tensor.ones(2, 3)
+  with pytest.raises(ValueError, match=r"pad: mode 'reflect' pads dim 1 of size 3 by at most 2 on a side, got \(3, 0\)"):
+    x.pad(((0, 0), (3, 0)), mode="reflect")
+  with pytest.raises(ValueError, match=r"pad: mode 'circular' needs non-negative int padding, got \(-1, 0\)"):
+    x.pad(((-1, 0), (0, 0)), mode="circular")
+  with pytest.raises(ValueError, match="pad: mode must be 'constant', 'reflect', 'replicate' or 'circular', got 'mirror'"):
+    x.pad((1, 1), mode="mirror")
 
 # ---------------------------------------------------------------- shrink / flip
 
