@@ -1276,12 +1276,24 @@ class Tensor(MovementMixin, ProcessingMixin):
     return pads
   def _pool_pad(self, pads: list[tuple[int, int]], value: float) -> Tensor:
     return self.pad(((0, 0),) * (self.ndim - len(pads)) + tuple(pads), value=value) if any(b or a for b, a in pads) else self
-  def max_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0, ceil_mode: bool = False) -> Tensor:
+  def max_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0, ceil_mode: bool = False,
+                 return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """With return_indices, also the flat position (h * W + w) in its input plane of each window's maximum (the first
+    one, or the first NaN; never a padding position), as int64: what max_unpool2d takes back, as torch."""
     k = _tuple(kernel_size, 2, "max_pool2d: kernel_size")
     s = k if stride is None else stride
     pads = self._pool_pads(k, s, dilation, padding, ceil_mode, "max_pool2d")
-    x = self._pool_pad(pads, -math.inf if dtypes.is_float(self.dtype) else dtypes.min(self.dtype))
-    return x._windows(k, s, dilation, "max_pool2d").max((-2, -1))
+    windows = self._pool_pad(pads, -math.inf if dtypes.is_float(self.dtype) else dtypes.min(self.dtype))._windows(k, s, dilation, "max_pool2d")
+    out = windows.max((-2, -1))
+    if not return_indices: return out
+    inside = Tensor.ones(self.shape[-2:], dtype=dtypes.bool, device=self.device)._pool_pad(pads, False)._windows(k, s, dilation, "max_pool2d")
+    hit = windows == out.reshape(out.shape + (1, 1))
+    if dtypes.is_float(self.dtype): hit = hit | windows.isnan()
+    first = (hit & inside).reshape(hit.shape[:-2] + (k[0] * k[1],)).cast(dtypes.int8).argmax(-1).cast(dtypes.int64)
+    (sh, sw), (dh, dw) = _tuple(s, 2, "max_pool2d: stride"), _tuple(dilation, 2, "max_pool2d: dilation")
+    row = Tensor.arange(out.shape[-2], dtype=dtypes.int64, device=self.device).reshape(-1, 1) * sh - pads[0][0] + first // k[1] * dh
+    col = Tensor.arange(out.shape[-1], dtype=dtypes.int64, device=self.device) * sw - pads[1][0] + first % k[1] * dw
+    return out, row * self.shape[-1] + col
   def avg_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0, ceil_mode: bool = False, count_include_pad: bool = True) -> Tensor:
     k = _tuple(kernel_size, 2, "avg_pool2d: kernel_size")
     s = k if stride is None else stride

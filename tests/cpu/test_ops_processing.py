@@ -531,6 +531,10 @@ def pool_ref(a: np.ndarray, kind: str, k, s, d, p, ceil_mode: bool, count_includ
       inside = [[t for t in ts if 0 <= t < i] for ts, i in zip(taps, a.shape[-2:])]
       vals = a[..., inside[0], :][..., inside[1]].reshape(a.shape[:-2] + (-1,))
       if kind == "max": out[..., oh, ow] = vals.max(-1, initial=-np.inf)  # a dilated window can miss the input: -inf
+      elif kind == "argmax":  # the flat input position of the first maximum (or first NaN) among the window's taps inside
+        flat = np.array([h * a.shape[-1] + w for h in inside[0] for w in inside[1]])
+        best = np.where(np.isnan(vals).any(-1), np.isnan(vals).argmax(-1), vals.argmax(-1)) if vals.shape[-1] else 0
+        out[..., oh, ow] = flat[best] if flat.size else -1
       else:
         counted = [[t for t in ts if -pp <= t < i + pp] for ts, i, pp in zip(taps, a.shape[-2:], p)] if count_include_pad else inside
         with np.errstate(invalid="ignore"): out[..., oh, ow] = vals.sum(-1) / (len(counted[0]) * len(counted[1]))  # 0/0: NaN
@@ -555,6 +559,28 @@ def test_pool2d_matches_reference(case, data):
   np.testing.assert_array_equal(got, pool_ref(a.astype(np.float64), "max", k, s, d, p, ceil_mode, False))
   got = Tensor(a).avg_pool2d(k, stride=s, dilation=d, padding=p, ceil_mode=ceil_mode, count_include_pad=count_include_pad).numpy()
   np.testing.assert_allclose(got, pool_ref(a.astype(np.float64), "avg", k, s, d, p, ceil_mode, count_include_pad), rtol=1e-5, atol=1e-5)
+
+@examples(30)
+@given(case=pool_case(), data=st.data())
+def test_max_pool2d_indices_match_reference(case, data):
+  shape, k, s, d, p, ceil_mode, _ = case
+  a = data.draw(arrays_from("float32", shape, st.sampled_from([-1.0, 0.0, 2.0, -np.inf, np.nan])))  # ties, -inf, NaN
+  vals, idx = Tensor(a).max_pool2d(k, stride=s, dilation=d, padding=p, ceil_mode=ceil_mode, return_indices=True)
+  ref = pool_ref(a.astype(np.float64), "argmax", k, s, d, p, ceil_mode, False)
+  valid = ref >= 0  # a dilated window wholly outside the input has no position
+  assert idx.dtype == dtypes.int64
+  np.testing.assert_array_equal(idx.numpy()[valid], ref[valid])
+  np.testing.assert_array_equal(vals.numpy(), pool_ref(a.astype(np.float64), "max", k, s, d, p, ceil_mode, False))
+
+def test_max_pool2d_indices_round_trip_through_max_unpool2d():
+  a = np.random.default_rng(1).uniform(-1, 1, (2, 3, 6, 5)).astype(np.float32)
+  vals, idx = Tensor(a).max_pool2d(2, stride=2, padding=1, ceil_mode=True, return_indices=True)
+  i = idx.numpy()
+  np.testing.assert_array_equal(np.take_along_axis(a.reshape(2, 3, -1), i.reshape(2, 3, -1), -1), vals.numpy().reshape(2, 3, -1))
+  back = vals.max_unpool2d(idx, 2, stride=2, padding=1, output_size=(6, 5)).numpy().reshape(2, 3, -1)
+  expected = np.zeros((2, 3, 30), np.float32)
+  np.put_along_axis(expected, i.reshape(2, 3, -1), vals.numpy().reshape(2, 3, -1), -1)  # windows do not overlap here
+  np.testing.assert_array_equal(back, expected)
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
 def test_ceil_mode_pool_grads_match_numeric(count_include_pad):
