@@ -1329,8 +1329,16 @@ class Tensor(MovementMixin, ProcessingMixin):
     x = x * (invstd.reshape(shape) if invstd.ndim == len(axes) else invstd)
     return x + bias.reshape(shape) if bias is not None else x
   def scaled_dot_product_attention(self, key: Tensor, value: Tensor, attn_mask: Tensor | None = None, dropout_p: float = 0.0,
-                                   is_causal: bool = False) -> Tensor:
+                                   is_causal: bool = False, enable_gqa: bool = False) -> Tensor:
+    """softmax(q @ k^T / sqrt(d) [+ mask]) @ v over the last two dims. enable_gqa: key and value have fewer heads (dim
+    -3) than the query, each shared by a group of consecutive query heads, as torch."""
     q = self
+    if enable_gqa and key.ndim >= 3 and key.shape[-3] != q.shape[-3]:
+      if key.shape[-3] != value.shape[-3] or q.shape[-3] % key.shape[-3]:
+        raise ValueError(f"scaled_dot_product_attention: with enable_gqa, the query's {q.shape[-3]} heads must be a multiple of "
+                         f"the key's and value's (shapes {q.shape}, {key.shape}, {value.shape})")
+      group = q.shape[-3] // key.shape[-3]
+      key, value = key.repeat_interleave(group, dim=-3), value.repeat_interleave(group, dim=-3)
     scores = q @ key.transpose(-2, -1) * (1 / math.sqrt(q.shape[-1]))
     if is_causal:
       L, S = q.shape[-2], key.shape[-2]

@@ -363,6 +363,11 @@ def test_scaled_dot_product_attention_grad_matches_numeric(cfg, data):
   q, k, v = data.draw(arr((2, L, 4), -2, 2)), data.draw(arr((2, S, 4), -2, 2)), data.draw(arr((2, S, 3), -2, 2))
   assert_grad_matches(lambda q, k, v: q.scaled_dot_product_attention(k, v, **kw), q, k, v)
 
+def test_grouped_query_attention_grad_matches_numeric():
+  rng = np.random.default_rng(0)
+  q, k, v = rng.uniform(-2, 2, (1, 4, 3, 4)), rng.uniform(-2, 2, (1, 2, 3, 4)), rng.uniform(-2, 2, (1, 2, 3, 2))
+  assert_grad_matches(lambda q, k, v: q.scaled_dot_product_attention(k, v, is_causal=True, enable_gqa=True), q, k, v)
+
 # ---------------------------------------------------------------- casts
 
 def test_grad_through_cast_to_float32_comes_back_float64():

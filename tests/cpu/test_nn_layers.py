@@ -452,3 +452,29 @@ def test_lstmcell_matches_numpy_with_given_state():
   rh, rc = _lstm_ref(cell, x.astype(np.float64), h0.astype(np.float64), c0.astype(np.float64))
   close(h, rh)
   close(c, rc)
+
+
+def sdpa_ref(q, k, v, mask=None, causal=False):
+  """softmax(q k^T / sqrt(d) + mask) v in float64; a boolean mask (or causal) keeps where True."""
+  scores = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+  if causal: scores = np.where(np.tril(np.ones(scores.shape[-2:], bool)), scores, -np.inf)
+  if mask is not None: scores = np.where(mask, scores, -np.inf) if mask.dtype == bool else scores + mask
+  e = np.exp(scores - scores.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True) @ v
+
+@pytest.mark.parametrize("causal,masked", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+def test_scaled_dot_product_attention_matches_numpy(causal, masked, kv_heads):
+  rng = np.random.default_rng(kv_heads)
+  q, k, v = rng.standard_normal((2, 4, 5, 8)), rng.standard_normal((2, kv_heads, 5, 8)), rng.standard_normal((2, kv_heads, 5, 3))
+  mask = rng.standard_normal((5, 5)) if masked else None
+  # grouped-query attention: query heads 2h and 2h+1 (4 heads over 2) share key/value head h
+  rep = lambda a: np.repeat(a, 4 // kv_heads, axis=1)
+  out = Tensor(q).scaled_dot_product_attention(Tensor(k), Tensor(v), None if mask is None else Tensor(mask), is_causal=causal,
+                                               enable_gqa=kv_heads != 4)
+  np.testing.assert_allclose(out.numpy(), sdpa_ref(q, rep(k), rep(v), mask, causal), rtol=1e-10, atol=1e-10)
+
+def test_scaled_dot_product_attention_gqa_errors():
+  q, kv = Tensor.ones(1, 4, 2, 8), Tensor.ones(1, 3, 2, 8)
+  with pytest.raises(ValueError, match=r"enable_gqa, the query's 4 heads must be a multiple of the key's and value's"):
+    q.scaled_dot_product_attention(kv, kv, enable_gqa=True)
