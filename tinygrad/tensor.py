@@ -509,6 +509,7 @@ class Tensor(MovementMixin, ProcessingMixin):
       if not (isinstance(b, int) and isinstance(a, int) and b >= 0 and a >= 0):
         raise ValueError(f"pad: mode {mode!r} needs non-negative int padding, got {(b, a)} for dim {dim} of {self.shape}")
       if b == a == 0: continue
+      if not isinstance(size, int): raise NotImplementedError(f"pad: mode {mode!r} along dim {dim} of symbolic size {size} is not supported")
       limit = size - 1 if mode == "reflect" else size if mode == "circular" else None
       if size == 0 or (limit is not None and max(b, a) > limit):
         raise ValueError(f"pad: mode {mode!r} pads dim {dim} of size {size} by at most {limit if size else 0} on a side, got {(b, a)}")
@@ -569,6 +570,17 @@ class Tensor(MovementMixin, ProcessingMixin):
         if not -s <= ix < s: raise IndexError(f"getitem: index {ix} is out of bounds for dimension {dim} with size {s} (shape {self.shape})")
         ix = ix + s if ix < 0 else ix
         x = x.shrink(tuple((ix, ix + 1) if i == dim else None for i in range(x.ndim)))
+      elif any(isinstance(v, UOp) for v in (ix.start, ix.stop, s)):
+        # a bound Variable in the slice or the dim (a KV cache's x[:, :pos + n]): a plain shrink, evaluated with the value
+        if ix.step not in (None, 1): raise IndexError(f"getitem: a slice with a Variable needs step 1, got {ix}")
+        def bound(v, default):
+          if v is None: return default
+          if isinstance(v, int) and v < 0:
+            if isinstance(s, UOp): raise IndexError(f"getitem: a negative index {v} into the symbolic dim {s} is not supported")
+            return max(0, s + v)
+          return min(v, s) if isinstance(v, int) and isinstance(s, int) else v
+        x = x.shrink(tuple((bound(ix.start, 0), bound(ix.stop, s)) if i == dim else None for i in range(x.ndim)))
+        final.append(x.shape[dim])
       else:
         start, stop, step = ix.indices(s)
         n = len(range(start, stop, step))

@@ -166,3 +166,27 @@ def test_symbolic_size_in_canonical_form():
   n = Variable("n", 1, 9).bind(3)
   assert sym_canon((n + 10) - n) == 10 and sym_canon(2 * n + n * 3 - 5 * n) == 0
   assert sym_canon(3 * n) is sym_canon(n * 3) and sym_canon(-(n * -2)) is sym_canon(n * 2)
+
+def test_slicing_with_a_bound_variable_is_a_shrink():
+  # a KV cache read up to the current position: x[:pos], x[pos:pos + 2], and slices of the symbolic result
+  a = np.arange(30.0).reshape(10, 3)
+  x = Tensor(a).realize()
+  var = Variable("pos", 1, 8)
+  for n in (2, 4, 7):
+    pos = var.bind(n)
+    assert x[:pos].shape == (pos, 3)
+    np.testing.assert_array_equal(x[:pos].numpy(), a[:n])
+    np.testing.assert_array_equal(x[pos:pos + 2, 1:].numpy(), a[n:n + 2, 1:])
+    np.testing.assert_array_equal(x[:pos][1:].numpy(), a[1:n])
+    np.testing.assert_array_equal(x[-9:pos + 2].numpy(), a[1:n + 2])  # a negative int start into a concrete dim
+  with pytest.raises(IndexError, match="a slice with a Variable needs step 1"): x[:var.bind(4):2]
+  with pytest.raises(IndexError, match="a negative index -1 into the symbolic dim"): x[:var.bind(4)][:-1]
+
+def test_tinyjit_reads_a_cache_up_to_a_bound_position():
+  cache = Tensor(np.arange(40.0).reshape(8, 5)).realize()
+  f = TinyJit(lambda q, pos: (q @ cache[:pos].T).realize())
+  var = Variable("pos", 1, 8)
+  for n in (2, 3, 5, 8):
+    q = Tensor(np.ones((1, 5))).realize()
+    np.testing.assert_allclose(f(q, var.bind(n)).numpy(), np.ones((1, 5)) @ np.arange(40.0).reshape(8, 5)[:n].T)
+  assert len(f.captured) == 1
