@@ -305,7 +305,9 @@ class LLVMRenderer:
     interleaved."""
     buf, idx = u.src[:2]
     w, picks = u.dtype.count, u.arg.picks
-    n = 1 << max(picks).bit_length()  # the span rounded up to a power of two: a legal vector width, its tail disabled
+    # the span rounded up to a power of two: a legal vector width, its tail disabled; at least 2, so a load whose lanes
+    # all pick one element is a vector too (a <1 x T> would be rendered T). test_all_lanes_picking_one_element_load
+    n = max(2, 1 << max(picks).bit_length())
     first = {p: l for l, p in reversed(list(enumerate(picks)))}  # the first lane picking each element
     wide = u.dtype.scalar.vec(n)
     if len(u.src) == 3:  # valid lanes are a prefix: element e is read iff the first lane picking it is valid (index w: false)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 import math, itertools, os
 from typing import Any, Callable, ClassVar, Sequence
-from tinygrad.uop import UOp, Ops, ReduceArg, WindowArg, sym_eval, sym_canon, arg_key
+from tinygrad.uop import UOp, Ops, ReduceArg, WindowArg, MOVEMENT, sym_eval, sym_canon, arg_key, serial_mark
 from tinygrad.dtype import DType, dtypes, ConstType, least_upper_dtype, least_upper_float, to_dtype
 from tinygrad.device import Device, Buffer
 from tinygrad.helpers import prod, ceildiv
@@ -194,7 +194,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     for t in tensors:
       if not _is_buffer(u := _resolved(t.uop)) and not (u.op is Ops.MULTI and all(_is_buffer(s) for s in u.src)):
         by_dev.setdefault(t.device, []).append(t)
-    grad_nodes = _grad_nodes()
+    grad_nodes, mark = _grad_nodes(), serial_mark()
     for dev, ts in by_dev.items():
       if isinstance(dev, tuple):
         from tinygrad.multi import realize_multi
@@ -203,7 +203,10 @@ class Tensor(MovementMixin, ProcessingMixin):
       for t, u in zip(ts, done):
         # a graph that reaches a tensor requiring grad is kept (its value is served from the realized buffer), so
         # backward() still works after .numpy(); anything else becomes its buffer and lets its history go
-        if not grad_nodes or not _reaches(t.uop, grad_nodes): t.uop = u
+        if not grad_nodes or not _reaches(t.uop, grad_nodes):
+          t.uop = u
+          # a view of a buffer this realize made (a no-grad conv's whole rows) is the tensor's own (see assign)
+          if not _is_buffer(u) and _view_base(u)._serial > mark: _REALIZED_VIEWS.add(u)
         elif isinstance(dev, tuple): t.uop.realized = u
   def schedule_linear(self, *lst: Tensor) -> list:
     """The kernels realize() would run for these tensors, in order, without running them: a list of
@@ -570,16 +573,8 @@ class Tensor(MovementMixin, ProcessingMixin):
         if not -s <= ix < s: raise IndexError(f"getitem: index {ix} is out of bounds for dimension {dim} with size {s} (shape {self.shape})")
         ix = ix + s if ix < 0 else ix
         x = x.shrink(tuple((ix, ix + 1) if i == dim else None for i in range(x.ndim)))
-      elif any(isinstance(v, UOp) for v in (ix.start, ix.stop, s)):
-        # a bound Variable in the slice or the dim (a KV cache's x[:, :pos + n]): a plain shrink, evaluated with the value
-        if ix.step not in (None, 1): raise IndexError(f"getitem: a slice with a Variable needs step 1, got {ix}")
-        def bound(v, default):
-          if v is None: return default
-          if isinstance(v, int) and v < 0:
-            if isinstance(s, UOp): raise IndexError(f"getitem: a negative index {v} into the symbolic dim {s} is not supported")
-            return max(0, s + v)
-          return min(v, s) if isinstance(v, int) and isinstance(s, int) else v
-        x = x.shrink(tuple((bound(ix.start, 0), bound(ix.stop, s)) if i == dim else None for i in range(x.ndim)))
+      elif (rng := _symbolic_slice(ix, s, "getitem")) is not None:  # a plain shrink, evaluated with the bound value
+        x = x.shrink(tuple(rng if i == dim else None for i in range(x.ndim)))
         final.append(x.shape[dim])
       else:
         start, stop, step = ix.indices(s)
@@ -880,6 +875,12 @@ class Tensor(MovementMixin, ProcessingMixin):
     if self._on_disk():  # a disk tensor's file is written at once (runtime/disk.py)
       from runtime import disk
       return disk.assign(self, x)
+    if _view_base(self.uop).op is Ops.BUFFER and not _is_buffer(self.uop) and self.uop not in _REALIZED_VIEWS:
+      # tinygrad writes such an assign through to the buffer; here it would only rebind this view, and the tensor it was
+      # taken from would silently keep its value. (A view realize made, a no-grad conv's rows, is the tensor's own.)
+      # test_assign_to_a_view_names_setitem
+      raise RuntimeError(f"assign: this tensor of shape {self.shape} is a view into another tensor's buffer, which the assign "
+                         "would not change; assign to that tensor by index instead (t[2:3] = value), or to a copy (view.contiguous())")
     if not isinstance(x, Tensor): x = Tensor(x, device=self.device, dtype=self.dtype)
     if x.device != self.device: raise RuntimeError(f"assign: value on {x.device}, tensor on {self.device}")
     x = x._broadcast_to(_broadcast_shape("assign", self.shape, x.shape)) if x.shape != self.shape else x
@@ -1442,6 +1443,19 @@ def _expand_ellipsis(indices: tuple, ndim: int) -> tuple:
   e = indices.index(Ellipsis)
   return indices[:e] + (slice(None),) * (ndim - n_real) + indices[e + 1:]
 
+def _symbolic_slice(ix: slice, n, op: str) -> tuple | None:
+  """[lo, hi) of a slice holding a bound Variable, or of any slice of a symbolic dim n (a KV cache's [:pos + k]): step 1
+  only, a negative int bound only into a concrete dim. None for a slice of ints into a concrete dim."""
+  if not any(isinstance(v, UOp) for v in (ix.start, ix.stop, n)): return None
+  if ix.step not in (None, 1): raise IndexError(f"{op}: a slice with a Variable needs step 1, got {ix}")
+  def bound(v, default):
+    if v is None: return default
+    if isinstance(v, int) and v < 0:
+      if isinstance(n, UOp): raise IndexError(f"{op}: a negative index {v} into the symbolic dim {n} is not supported")
+      return max(0, n + v)
+    return min(v, n) if isinstance(v, int) and isinstance(n, int) else v
+  return bound(ix.start, 0), bound(ix.stop, n)
+
 def _box(indices, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
   """Per-dim [lo, hi) of a basic index made of ints, step-1 slices and `...` (None if it is anything else)."""
   if not isinstance(indices, tuple): indices = (indices,)
@@ -1449,6 +1463,7 @@ def _box(indices, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
   box = []
   for i, n in zip(_expand_ellipsis(indices, len(shape)), shape):
     if isinstance(i, int): box.append((i + n if i < 0 else i, (i + n if i < 0 else i) + 1)); continue
+    if (rng := _symbolic_slice(i, n, "setitem")) is not None: box.append(rng); continue
     lo, hi, step = i.indices(n)
     if step != 1: return None
     box.append((lo, max(lo, hi)))
@@ -1532,6 +1547,7 @@ _RNG_COUNTERS: dict[str, Tensor] = {}  # device -> how many random calls came be
 # tensors are kept by id: a WeakSet compares a tensor with == (elementwise, a Tensor) once it is in the set, which made
 # setting requires_grad=True twice raise (test_requires_grad_set_twice_or_toggled)
 _GRAD_TENSORS: "weakref.WeakValueDictionary[int, Tensor]" = weakref.WeakValueDictionary()
+_REALIZED_VIEWS: "weakref.WeakSet[UOp]" = weakref.WeakSet()  # views realize made of buffers it allocated (see assign)
 _BACKWARD_DONE: "weakref.WeakValueDictionary[int, Tensor]" = weakref.WeakValueDictionary()  # losses already differentiated (retain_graph=False)
 _REACH_MARK: "tuple[int, list[weakref.ref[UOp]], int]" = (1, [], 0)  # the grad-node set's number, the set, its oldest serial
 
@@ -1575,6 +1591,10 @@ def _const_view(dtype: DType, value: ConstType, shape: tuple[int, ...]) -> UOp:
 def _resolved(u: UOp) -> UOp:
   """u, or the buffer view holding its value if it was realized earlier."""
   return u.realized if u.realized is not None else u
+
+def _view_base(u: UOp) -> UOp:
+  while u.op in MOVEMENT: u = u.src[0]
+  return u
 
 def _is_buffer(u: UOp) -> bool:
   return u.op is Ops.BUFFER or (u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER)

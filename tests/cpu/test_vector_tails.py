@@ -6,6 +6,7 @@ Inputs are small integers, so sums, products and convolutions are exact in every
 """
 import ctypes, re
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 from tinygrad import Tensor, Context
 from strategies import NP_STORAGE, tdt, to_numpy, examples
@@ -542,3 +543,11 @@ def test_depthwise_weight_gradient_vectorises_its_reduce(capsys):
   xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
   ref = np.array([[[(g[:, c] * xp[:, c, i:i + 28, j:j + 28]).sum() for j in range(3)] for i in range(3)] for c in range(8)])
   np.testing.assert_allclose(dw.numpy(), ref[:, None], rtol=1e-4, atol=1e-3)
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int32, np.float32])
+def test_all_lanes_picking_one_element_load(dtype):
+  # a 2-lane vector whose lanes both read element 0 of a padded, flipped column (found by
+  # test_random_view_chain_matches_numpy): its masked load was rendered on a scalar T, not <2 x T>, and LLVM refused it
+  a = np.array([[1], [0]]).astype(dtype)
+  out = Tensor(a).pad(((0, 0), (0, 1))).reshape(1, 2, 2).expand(1, 2, 2).flip(2).numpy()
+  np.testing.assert_array_equal(out, np.flip(np.pad(a, ((0, 0), (0, 1)))[None], 2))
