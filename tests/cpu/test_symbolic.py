@@ -190,3 +190,18 @@ def test_tinyjit_reads_a_cache_up_to_a_bound_position():
     q = Tensor(np.ones((1, 5))).realize()
     np.testing.assert_allclose(f(q, var.bind(n)).numpy(), np.ones((1, 5)) @ np.arange(40.0).reshape(8, 5)[:n].T)
   assert len(f.captured) == 1
+
+def test_setitem_at_a_bound_position_in_a_jitted_cache():
+  # a KV cache written at pos and read up to it, one recording for every pos
+  cache = Tensor.zeros(6, 2).contiguous().realize()
+  @TinyJit
+  def write(val, pos):
+    cache[pos:pos + 1] = val
+    return cache[:pos + 1].sum(0).realize()
+  var, ref = Variable("pos", 0, 5), np.zeros((6, 2))
+  for n in range(6):
+    row = np.array([[n + 1.0, 1.0]])
+    ref[n] = row
+    np.testing.assert_array_equal(write(Tensor(row).realize(), var.bind(n)).numpy(), ref[:n + 1].sum(0))
+  np.testing.assert_array_equal(cache.numpy(), ref)
+  assert len(write.captured) == 1
