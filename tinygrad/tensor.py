@@ -2,7 +2,7 @@
 from __future__ import annotations
 import math, itertools, os
 from typing import Any, Callable, ClassVar, Sequence
-from tinygrad.uop import UOp, Ops, ReduceArg, WindowArg, MOVEMENT, sym_eval, sym_canon, arg_key, serial_mark
+from tinygrad.uop import UOp, Ops, ReduceArg, WindowArg, sym_eval, sym_canon, arg_key
 from tinygrad.dtype import DType, dtypes, ConstType, least_upper_dtype, least_upper_float, to_dtype
 from tinygrad.device import Device, Buffer
 from tinygrad.helpers import prod, ceildiv
@@ -194,7 +194,7 @@ class Tensor(MovementMixin, ProcessingMixin):
     for t in tensors:
       if not _is_buffer(u := _resolved(t.uop)) and not (u.op is Ops.MULTI and all(_is_buffer(s) for s in u.src)):
         by_dev.setdefault(t.device, []).append(t)
-    grad_nodes, mark = _grad_nodes(), serial_mark()
+    grad_nodes = _grad_nodes()
     for dev, ts in by_dev.items():
       if isinstance(dev, tuple):
         from tinygrad.multi import realize_multi
@@ -203,10 +203,7 @@ class Tensor(MovementMixin, ProcessingMixin):
       for t, u in zip(ts, done):
         # a graph that reaches a tensor requiring grad is kept (its value is served from the realized buffer), so
         # backward() still works after .numpy(); anything else becomes its buffer and lets its history go
-        if not grad_nodes or not _reaches(t.uop, grad_nodes):
-          t.uop = u
-          # a view of a buffer this realize made (a no-grad conv's whole rows) is the tensor's own (see assign)
-          if not _is_buffer(u) and _view_base(u)._serial > mark: _REALIZED_VIEWS.add(u)
+        if not grad_nodes or not _reaches(t.uop, grad_nodes): t.uop = u
         elif isinstance(dev, tuple): t.uop.realized = u
   def schedule_linear(self, *lst: Tensor) -> list:
     """The kernels realize() would run for these tensors, in order, without running them: a list of
@@ -478,6 +475,10 @@ class Tensor(MovementMixin, ProcessingMixin):
     arg = tuple((0, s) if a is None else tuple(a) for a, s in zip(arg, self.shape))
     for (b, e), s in zip(arg, self.shape):
       if not 0 <= sym_eval(b) <= sym_eval(e) <= sym_eval(s): raise ValueError(f"shrink: range {(b, e)} does not fit in a dimension of size {s} (shape {self.shape})")
+      # a jitted replay binds other values without building the graph again: the range must fit for all of them
+      if any(isinstance(x, UOp) for x in (b, e, s)) and not all(_never_negative(x) for x in (b, e - b, s - e)):
+        raise ValueError(f"shrink: range {(b, e)} fits in the dimension of size {s} for the bound values, not for every value of "
+                         f"its Variables' ranges (shape {self.shape}); narrow the Variable's range (Variable(name, min, max))")
     if all(a == (0, s) for a, s in zip(arg, self.shape)): return self
     if self._on_disk():  # a byte range of a disk buffer is a new buffer view (runtime/disk.py)
       from runtime import disk
@@ -875,12 +876,6 @@ class Tensor(MovementMixin, ProcessingMixin):
     if self._on_disk():  # a disk tensor's file is written at once (runtime/disk.py)
       from runtime import disk
       return disk.assign(self, x)
-    if _view_base(self.uop).op is Ops.BUFFER and not _is_buffer(self.uop) and self.uop not in _REALIZED_VIEWS:
-      # tinygrad writes such an assign through to the buffer; here it would only rebind this view, and the tensor it was
-      # taken from would silently keep its value. (A view realize made, a no-grad conv's rows, is the tensor's own.)
-      # test_assign_to_a_view_names_setitem
-      raise RuntimeError(f"assign: this tensor of shape {self.shape} is a view into another tensor's buffer, which the assign "
-                         "would not change; assign to that tensor by index instead (t[2:3] = value), or to a copy (view.contiguous())")
     if not isinstance(x, Tensor): x = Tensor(x, device=self.device, dtype=self.dtype)
     if x.device != self.device: raise RuntimeError(f"assign: value on {x.device}, tensor on {self.device}")
     x = x._broadcast_to(_broadcast_shape("assign", self.shape, x.shape)) if x.shape != self.shape else x
@@ -1282,17 +1277,16 @@ class Tensor(MovementMixin, ProcessingMixin):
     for size, kk, s, d, p in zip(self.shape[-len(k):], k, st, dl, pd):
       if not isinstance(size, int): raise NotImplementedError(f"{op}: ceil_mode=True with a symbolic size {size} is not supported")
       span, reach = size + 2 * p, d * (kk - 1) + 1
-      if span < reach: pads.append((p, p)); continue  # _windows names the error
-      n = ceildiv(span - reach, s) + 1
-      if (n - 1) * s >= size + p: n -= 1
-      pads.append((p, p + (n - 1) * s + reach - span))
+      n = ceildiv(span - reach, s) + 1  # a window may stick out past the end by less than the stride, as torch
+      if n >= 1 and (n - 1) * s >= size + p: n -= 1
+      pads.append((p, p + (n - 1) * s + reach - span) if n >= 1 else (p, p))  # (none fits: _windows names the error)
     return pads
   def _pool_pad(self, pads: list[tuple[int, int]], value: float) -> Tensor:
     return self.pad(((0, 0),) * (self.ndim - len(pads)) + tuple(pads), value=value) if any(b or a for b, a in pads) else self
   def max_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0, ceil_mode: bool = False,
                  return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """With return_indices, also the flat position (h * W + w) in its input plane of each window's maximum (the first
-    one, or the first NaN; never a padding position), as int64: what max_unpool2d takes back, as torch."""
+    one, or the last NaN as torch's CPU kernel; never a padding position), as int64: what max_unpool2d takes back."""
     k = _tuple(kernel_size, 2, "max_pool2d: kernel_size")
     s = k if stride is None else stride
     pads = self._pool_pads(k, s, dilation, padding, ceil_mode, "max_pool2d")
@@ -1300,9 +1294,13 @@ class Tensor(MovementMixin, ProcessingMixin):
     out = windows.max((-2, -1))
     if not return_indices: return out
     inside = Tensor.ones(self.shape[-2:], dtype=dtypes.bool, device=self.device)._pool_pad(pads, False)._windows(k, s, dilation, "max_pool2d")
-    hit = windows == out.reshape(out.shape + (1, 1))
-    if dtypes.is_float(self.dtype): hit = hit | windows.isnan()
-    first = (hit & inside).reshape(hit.shape[:-2] + (k[0] * k[1],)).cast(dtypes.int8).argmax(-1).cast(dtypes.int64)
+    kk = k[0] * k[1]
+    def flat(t: Tensor) -> Tensor: return (t & inside).reshape(t.shape[:-2] + (kk,)).cast(dtypes.int8)
+    first = flat(windows == out.reshape(out.shape + (1, 1))).argmax(-1)
+    if dtypes.is_float(self.dtype):
+      nan = flat(windows.isnan())
+      first = (nan.max(-1) > 0).where(kk - 1 - nan.flip(-1).argmax(-1), first)
+    first = first.cast(dtypes.int64)
     (sh, sw), (dh, dw) = _tuple(s, 2, "max_pool2d: stride"), _tuple(dilation, 2, "max_pool2d: dilation")
     row = Tensor.arange(out.shape[-2], dtype=dtypes.int64, device=self.device).reshape(-1, 1) * sh - pads[0][0] + first // k[1] * dh
     col = Tensor.arange(out.shape[-1], dtype=dtypes.int64, device=self.device) * sw - pads[1][0] + first % k[1] * dw
@@ -1456,6 +1454,11 @@ def _symbolic_slice(ix: slice, n, op: str) -> tuple | None:
     return min(v, n) if isinstance(v, int) and isinstance(n, int) else v
   return bound(ix.start, 0), bound(ix.stop, n)
 
+def _never_negative(x) -> bool:
+  """x >= 0 for every value of the Variables in it (by their declared ranges)."""
+  x = sym_canon(x) if isinstance(x, UOp) else x
+  return x >= 0 if isinstance(x, int) else x.vmin >= 0
+
 def _box(indices, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
   """Per-dim [lo, hi) of a basic index made of ints, step-1 slices and `...` (None if it is anything else)."""
   if not isinstance(indices, tuple): indices = (indices,)
@@ -1547,7 +1550,6 @@ _RNG_COUNTERS: dict[str, Tensor] = {}  # device -> how many random calls came be
 # tensors are kept by id: a WeakSet compares a tensor with == (elementwise, a Tensor) once it is in the set, which made
 # setting requires_grad=True twice raise (test_requires_grad_set_twice_or_toggled)
 _GRAD_TENSORS: "weakref.WeakValueDictionary[int, Tensor]" = weakref.WeakValueDictionary()
-_REALIZED_VIEWS: "weakref.WeakSet[UOp]" = weakref.WeakSet()  # views realize made of buffers it allocated (see assign)
 _BACKWARD_DONE: "weakref.WeakValueDictionary[int, Tensor]" = weakref.WeakValueDictionary()  # losses already differentiated (retain_graph=False)
 _REACH_MARK: "tuple[int, list[weakref.ref[UOp]], int]" = (1, [], 0)  # the grad-node set's number, the set, its oldest serial
 
@@ -1591,10 +1593,6 @@ def _const_view(dtype: DType, value: ConstType, shape: tuple[int, ...]) -> UOp:
 def _resolved(u: UOp) -> UOp:
   """u, or the buffer view holding its value if it was realized earlier."""
   return u.realized if u.realized is not None else u
-
-def _view_base(u: UOp) -> UOp:
-  while u.op in MOVEMENT: u = u.src[0]
-  return u
 
 def _is_buffer(u: UOp) -> bool:
   return u.op is Ops.BUFFER or (u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER)

@@ -125,9 +125,6 @@ def arg_key(arg):
   return arg
 
 _SERIALS = itertools.count(1)
-def serial_mark() -> int:
-  """A number above every UOp's serial so far and below every later one's."""
-  return next(_SERIALS)
 
 class UOp:
   __slots__ = ("op", "dtype", "src", "arg", "_shape", "_vmin", "_vmax", "_ranges", "_topo", "_pure", "_no_grad_mark", "_serial", "realized", "__weakref__")

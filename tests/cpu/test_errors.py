@@ -201,20 +201,12 @@ def test_window_op_errors_name_the_op(case):
   with pytest.raises(ValueError) as exc: fn()
   assert_names(exc, ops, *shapes_shown)
 
-def test_assign_to_a_view_names_setitem():
-  # tinygrad writes x[2:3].assign(v) through to x's buffer; here assign rebinds the tensor it is called on, so on a view
-  # of another tensor's buffer it would silently leave that tensor unchanged: it raises and names setitem
-  x = Tensor.zeros(5, 3).contiguous().realize()
-  for view in (lambda: x[2:3], lambda: x.T, lambda: x.reshape(3, 5), lambda: x[1:3].realize()):
-    with pytest.raises(RuntimeError, match=r"assign: this tensor of shape .* is a view into another tensor's buffer.*t\[2:3\] = value"):
-      view().assign(1.0)
-  x[2:3] = Tensor.ones(1, 3)  # what it points to
-  np.testing.assert_array_equal(x.numpy()[2], [1, 1, 1])
-  # a view realize made of a buffer of its own (a no-grad conv's whole rows) is the tensor's: it can be assigned
-  y = Tensor.ones(1, 3, 8, 8).conv2d(Tensor.ones(2, 3, 3, 3), padding=1).realize()
-  before = y.numpy()
-  y.assign(y + 1)
-  np.testing.assert_array_equal(y.numpy(), before + 1)
-  z = x.contiguous()[1:3]  # a view of a value no other tensor holds (not yet a buffer)
-  z.assign(Tensor.full((2, 3), 7.0))
-  np.testing.assert_array_equal(z.numpy(), np.full((2, 3), 7.0))
+def test_setitem_on_a_view_of_a_temporary():
+  # (an assign check of views, tried and withdrawn, rejected these)
+  t = Tensor(np.zeros((4, 3), np.float32)).reshape(3, 4)
+  t[0, 1] = 5
+  u = Tensor(np.zeros((2, 3, 4), np.float32)).permute(2, 0, 1)
+  u[0] = 1
+  np.testing.assert_array_equal(t.numpy(), np.array([[0, 5, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]))
+  np.testing.assert_array_equal(u.numpy()[0], np.ones((2, 3)))
+  np.testing.assert_array_equal(u.numpy()[1:], np.zeros((3, 2, 3)))

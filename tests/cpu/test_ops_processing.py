@@ -531,9 +531,12 @@ def pool_ref(a: np.ndarray, kind: str, k, s, d, p, ceil_mode: bool, count_includ
       inside = [[t for t in ts if 0 <= t < i] for ts, i in zip(taps, a.shape[-2:])]
       vals = a[..., inside[0], :][..., inside[1]].reshape(a.shape[:-2] + (-1,))
       if kind == "max": out[..., oh, ow] = vals.max(-1, initial=-np.inf)  # a dilated window can miss the input: -inf
-      elif kind == "argmax":  # the flat input position of the first maximum (or first NaN) among the window's taps inside
+      elif kind == "argmax":  # the flat input position of the first maximum (or last NaN) among the window's taps inside
         flat = np.array([h * a.shape[-1] + w for h in inside[0] for w in inside[1]])
-        best = np.where(np.isnan(vals).any(-1), np.isnan(vals).argmax(-1), vals.argmax(-1)) if vals.shape[-1] else 0
+        if vals.shape[-1]:
+          last_nan = vals.shape[-1] - 1 - np.isnan(vals)[..., ::-1].argmax(-1)  # torch's CPU kernel keeps the last NaN
+          best = np.where(np.isnan(vals).any(-1), last_nan, vals.argmax(-1))
+        else: best = 0
         out[..., oh, ow] = flat[best] if flat.size else -1
       else:
         counted = [[t for t in ts if -pp <= t < i + pp] for ts, i, pp in zip(taps, a.shape[-2:], p)] if count_include_pad else inside
@@ -546,9 +549,11 @@ def pool_case(draw):
   s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
   d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
   p = tuple(draw(st.integers(0, kk // 2)) for kk in k)  # torch's limit: at most half the kernel
-  hw = tuple(draw(st.integers(max(1, dd * (kk - 1) + 1 - 2 * pp), 7)) for kk, dd, pp in zip(k, d, p))
+  ceil_mode = draw(st.booleans())
+  # ceil_mode: the one window may stick out past the end by less than the stride
+  hw = tuple(draw(st.integers(max(1, dd * (kk - 1) + 1 - 2 * pp - (ss - 1 if ceil_mode else 0)), 7)) for kk, dd, pp, ss in zip(k, d, p, s))
   lead = draw(st.sampled_from([(), (2,), (1, 3)]))
-  return lead + hw, k, s, d, p, draw(st.booleans()), draw(st.booleans())
+  return lead + hw, k, s, d, p, ceil_mode, draw(st.booleans())
 
 @examples(40)
 @given(case=pool_case(), data=st.data())
@@ -589,3 +594,11 @@ def test_ceil_mode_pool_grads_match_numeric(count_include_pad):
   assert_grad_matches(lambda t: t.avg_pool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=count_include_pad), a)
   # the last window of 5 with kernel 2 and stride 2 reads 1 element: output 3 wide, not 2
   assert Tensor(a).max_pool2d(2, ceil_mode=True).shape == (1, 2, 3, 3)
+  # a window wider than the input by less than the stride (torch: [5.] for both)
+  one = Tensor(np.full((1, 1, 1, 1), 5.0, np.float32))
+  assert one.max_pool2d(2, stride=2, ceil_mode=True).tolist() == [[[[5.0]]]] == one.avg_pool2d(2, stride=2, ceil_mode=True).tolist()
+
+def test_max_pool2d_index_of_several_nans_is_the_last():
+  # torch's CPU kernel takes every NaN it meets: the last one in the window
+  x = Tensor(np.array([[[[np.nan, 1.0], [np.nan, 2.0]]]], np.float32))
+  assert x.max_pool2d(2, return_indices=True)[1].item() == 2

@@ -74,7 +74,7 @@ def test_zero_size_loop_does_not_run():
   a = Tensor(A).realize()
   v = Variable("n", 0, 9).bind(0)
   np.testing.assert_array_equal(a.shrink(((0, 6), (0, v))).sum(1).numpy(), np.zeros(6, np.float32))
-  assert a.shrink(((0, v), (0, 10))).numpy().shape == (0, 10)
+  assert a.shrink(((0, Variable("m", 0, 6).bind(0)), (0, 10))).numpy().shape == (0, 10)  # rows: the range must fit 6
 
 def test_gradient_through_symbolic_shrink():
   x = Tensor(A, requires_grad=True)
@@ -205,3 +205,13 @@ def test_setitem_at_a_bound_position_in_a_jitted_cache():
     np.testing.assert_array_equal(write(Tensor(row).realize(), var.bind(n)).numpy(), ref[:n + 1].sum(0))
   np.testing.assert_array_equal(cache.numpy(), ref)
   assert len(write.captured) == 1
+
+def test_shrink_must_fit_every_value_of_its_variables():
+  # a jitted replay binds new values without building the graph again: cache[:pos] with pos up to 64 on 4 rows read past
+  # the buffer on replay (silently wrong values), so the range is checked against the Variable's declared range
+  cache = Tensor(np.arange(12.0).reshape(4, 3)).realize()
+  with pytest.raises(ValueError, match=r"not for every value of its Variables' ranges"):
+    cache[:Variable("pos", 1, 64).bind(2)]
+  with pytest.raises(ValueError, match=r"not for every value of its Variables' ranges"):
+    cache[Variable("p", 0, 4).bind(1):Variable("p", 0, 4).bind(1) + 1]  # p + 1 reaches 5
+  np.testing.assert_array_equal(cache[:Variable("pos", 1, 4).bind(3)].numpy(), np.arange(9.0).reshape(3, 3))
