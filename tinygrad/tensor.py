@@ -203,7 +203,10 @@ class Tensor(MovementMixin, ProcessingMixin):
       for t, u in zip(ts, done):
         # a graph that reaches a tensor requiring grad is kept (its value is served from the realized buffer), so
         # backward() still works after .numpy(); anything else becomes its buffer and lets its history go
-        if not grad_nodes or not _reaches(t.uop, grad_nodes): t.uop = u
+        if not grad_nodes or not _reaches(t.uop, grad_nodes):
+          # a tensor requiring grad remembers (weakly) the node it was: graphs built before its realize reach it there
+          if t.requires_grad and u is not t.uop: _REALIZED_FROM[u] = weakref.ref(t.uop)
+          t.uop = u
         elif isinstance(dev, tuple): t.uop.realized = u
   def schedule_linear(self, *lst: Tensor) -> list:
     """The kernels realize() would run for these tensors, in order, without running them: a list of
@@ -1473,8 +1476,16 @@ def _box(indices, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
   return box
 
 def _grad_nodes() -> set[UOp]:
-  """The nodes of the tensors a backward() would differentiate with respect to (none while Tensor.no_grad is on)."""
-  return {t.uop for t in _GRAD_TENSORS.values() if t.requires_grad} if _GRAD_TENSORS and not Tensor.no_grad else set()
+  """The nodes of the tensors a backward() would differentiate with respect to (none while Tensor.no_grad is on), and
+  the nodes they were before their realize, while alive (a loss built before `p.numpy()`, realized after it, keeps its
+  graph: test_loss_built_before_its_parameter_was_realized_keeps_its_gradient)."""
+  if not _GRAD_TENSORS or Tensor.no_grad: return set()
+  nodes = set()
+  for t in _GRAD_TENSORS.values():
+    if not t.requires_grad: continue
+    nodes.add(t.uop)
+    if (ref := _REALIZED_FROM.get(t.uop)) is not None and (old := ref()) is not None: nodes.add(old)
+  return nodes
 
 def _grad_may_flow(*ts: Tensor) -> bool:
   """Whether a backward() could reach a tensor requiring grad through one of ts (their graphs are walked only while a
@@ -1550,6 +1561,7 @@ _RNG_COUNTERS: dict[str, Tensor] = {}  # device -> how many random calls came be
 # tensors are kept by id: a WeakSet compares a tensor with == (elementwise, a Tensor) once it is in the set, which made
 # setting requires_grad=True twice raise (test_requires_grad_set_twice_or_toggled)
 _GRAD_TENSORS: "weakref.WeakValueDictionary[int, Tensor]" = weakref.WeakValueDictionary()
+_REALIZED_FROM: "weakref.WeakKeyDictionary[UOp, weakref.ref[UOp]]" = weakref.WeakKeyDictionary()  # see _grad_nodes
 _BACKWARD_DONE: "weakref.WeakValueDictionary[int, Tensor]" = weakref.WeakValueDictionary()  # losses already differentiated (retain_graph=False)
 _REACH_MARK: "tuple[int, list[weakref.ref[UOp]], int]" = (1, [], 0)  # the grad-node set's number, the set, its oldest serial
 

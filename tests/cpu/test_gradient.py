@@ -755,3 +755,13 @@ def test_conv_gradient_through_the_cached_adjoint_matches_numeric():
   for seed in range(2):
     x = np.random.default_rng(seed + 1).standard_normal((2, 3, 7, 7))
     assert_grad_matches(lambda t, k: t.conv2d(k, stride=2, padding=1).relu(), x, w)
+
+def test_loss_built_before_its_parameter_was_realized_keeps_its_gradient():
+  # printing values while debugging: the parameter is realized (w.numpy()) after the loss was built from its lazy
+  # graph, then the loss (loss.item()); the loss's graph reaches w through the node w was, so it is kept for backward
+  w = Tensor.randn(3, requires_grad=True)
+  loss = (w * w).sum()
+  w_np = w.numpy()
+  assert loss.item() > 0
+  loss.backward()
+  np.testing.assert_allclose(w.grad.numpy(), 2 * w_np, rtol=1e-6)
