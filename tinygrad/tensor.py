@@ -521,10 +521,10 @@ class Tensor(MovementMixin, ProcessingMixin):
       if size == 0 or (limit is not None and max(b, a) > limit):
         raise ValueError(f"pad: mode {mode!r} pads dim {dim} of size {size} by at most {limit if size else 0} on a side, got {(b, a)}")
       def piece(lo: int, hi: int) -> Tensor: return x.shrink(tuple((lo, hi) if i == dim else None for i in range(x.ndim)))
+      def edge(at: int, n: int) -> Tensor: return piece(at, at + 1).expand(tuple(n if i == dim else s for i, s in enumerate(x.shape)))
       if mode == "reflect": before, after = piece(1, b + 1).flip(dim), piece(size - 1 - a, size - 1).flip(dim)
       elif mode == "circular": before, after = piece(size - b, size), piece(0, a)
-      else: before, after = piece(0, 1).expand(tuple(b if i == dim else s for i, s in enumerate(x.shape))), \
-                            piece(size - 1, size).expand(tuple(a if i == dim else s for i, s in enumerate(x.shape)))
+      else: before, after = edge(0, b), edge(size - 1, a)
       x = before.cat(x, after, dim=dim)
     return x
   def flip(self, axis, *args) -> Tensor:
